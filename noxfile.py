@@ -1,0 +1,80 @@
+"""Sessions that tie the three packages together: tests, compat, lint, demo, bench.
+
+Each package is tested in its own virtualenv so that a passing run proves it installs and
+works alone; fsbench's virtualenv also holds the two generators it depends on.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+PACKAGES = ["mnist1d", "mdmnist", "fsbench"]
+# The torch build to install where one is needed; override with FSBENCH_TORCH_SPEC.
+TORCH_SPEC = os.environ.get("FSBENCH_TORCH_SPEC", "torch==2.14.1 torchvision==0.29.1").split()
+# The reference package that mnist1d must reproduce number for number.
+MNIST1D_REFERENCE = "mnist1d==0.0.2.post1"
+ORACLE = ROOT / "tests" / "mnist1d" / "oracle" / "reference.npz"
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = False
+
+
+def _install_package(session: nox.Session, name: str, extras: str = "test") -> None:
+    """Install one package of the monorepo (and, for fsbench, torch and the generators)."""
+    if name == "fsbench":
+        session.install(*TORCH_SPEC)
+        session.install("./packages/mnist1d", "./packages/mdmnist")
+    session.install(f"./packages/{name}[{extras}]" if extras else f"./packages/{name}")
+
+
+@nox.session
+def compat(session: nox.Session) -> None:
+    """Install the reference mnist1d in its own venv and write its outputs as the test oracle."""
+    session.install(MNIST1D_REFERENCE)
+    session.run("python", "tests/mnist1d/make_oracle.py", str(ORACLE))
+
+
+@nox.session(requires=["compat"])
+@nox.parametrize("package", PACKAGES)
+def tests(session: nox.Session, package: str) -> None:
+    """Install one package alone in a fresh venv and run its tests."""
+    _install_package(session, package)
+    session.install("pytest-xdist")
+    env = {"MNIST1D_ORACLE": str(ORACLE), "MNIST1D_REQUIRE_ORACLE": "1"}
+    paths = [f"tests/{package}"]
+    if package == "fsbench":
+        paths.append("tests/integration")
+    session.run("pytest", "-n", "2", "-q", *paths, *session.posargs, env=env)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check over the whole tree."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The main job end to end on embedded data: generate both datasets, benchmark, print a table."""
+    _install_package(session, "fsbench", extras="")
+    out = ROOT / "demo-out"
+    session.run("python", "demo.py", "--out", str(out), *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Speed benchmarks: each prints a ratio against a baseline measured in the same run."""
+    _install_package(session, "fsbench", extras="test")
+    session.install("imageio")
+    ref_venv = Path(session.create_tmp()) / "reference-venv"
+    session.run("python", "-m", "venv", str(ref_venv))
+    ref_python = ref_venv / "bin" / "python"
+    session.run(str(ref_python), "-m", "pip", "install", "-q", MNIST1D_REFERENCE, external=True)
+    session.run("python", "benchmarks/run_all.py", "--reference-python", str(ref_python),
+                *session.posargs)
