@@ -1,0 +1,185 @@
+"""Command line: ``mdmnist [generate options]``, ``mdmnist verify DIR``, ``mdmnist preview DIR``."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from .errors import MdmnistError
+from .writers import FORMATS
+
+
+def _fail(message: str, code: int) -> None:
+    """Print one line to stderr and exit with CODE."""
+    click.echo(f"Error: {' '.join(str(message).split())}", err=True)
+    sys.exit(code)
+
+
+class OneLineErrors(click.Group):
+    """A group whose user errors come out as one line and a non-zero exit, never a traceback."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # type: ignore[override]
+        """Run the command; report usage and input errors in one line."""
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as exc:
+            _fail(exc.format_message(), exc.exit_code)
+        except MdmnistError as exc:
+            _fail(str(exc), 1)
+        except (click.Abort, KeyboardInterrupt):
+            _fail("interrupted; no partial output was left", 130)
+        if not standalone_mode:
+            return result
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+def _default_workers() -> int:
+    """CPU cores available to this process (at most 8)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8))
+
+
+GENERATE_OPTIONS = [
+    click.option(
+        "--num-digit", type=int, default=2, show_default=True, help="Digits per image (1..4)."
+    ),
+    click.option(
+        "--image-size",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar="H W",
+        help="Image height and width [default: 64 64 for 2 digits, 28N 28N otherwise].",
+    ),
+    click.option("--num-image-per-class", type=int, default=1000, show_default=True),
+    click.option(
+        "--train-val-test-ratio",
+        type=int,
+        nargs=3,
+        default=(64, 16, 20),
+        show_default=True,
+        metavar="A B C",
+        help="Class split ratios.",
+    ),
+    click.option("--random-seed", type=int, default=123, show_default=True),
+    click.option(
+        "--output",
+        type=click.Path(),
+        default=None,
+        help="Output directory [default: e.g. double_mnist_seed_123_image_size_64_64].",
+    ),
+    click.option(
+        "--format",
+        "formats",
+        type=click.Choice(FORMATS),
+        multiple=True,
+        help="Output format, repeatable [default: png].",
+    ),
+    click.option(
+        "--workers", type=int, default=None, help="Worker processes [default: CPU cores, max 8]."
+    ),
+    click.option("--overwrite", is_flag=True, help="Replace an existing output directory."),
+    click.option(
+        "--disjoint-sources",
+        is_flag=True,
+        help="Train uses MNIST training digits only, val/test MNIST test digits only.",
+    ),
+    click.option(
+        "--mnist-path",
+        type=click.Path(),
+        default=None,
+        help="Directory with the four MNIST-shaped IDX files (gzipped or not) [default: embedded MNIST].",
+    ),
+    click.option("--quiet", is_flag=True, help="No progress bar."),
+]
+
+
+def _with_generate_options(func):
+    """Attach the generation options to FUNC."""
+    for option in reversed(GENERATE_OPTIONS):
+        func = option(func)
+    return func
+
+
+def _run_generate(opts: dict) -> None:
+    """Call the API with the CLI options and print where the output went."""
+    from .generate import generate
+
+    out = generate(
+        num_digit=opts["num_digit"],
+        image_size=opts["image_size"],
+        num_image_per_class=opts["num_image_per_class"],
+        ratios=opts["train_val_test_ratio"],
+        seed=opts["random_seed"],
+        output=opts["output"],
+        formats=opts["formats"] or ("png",),
+        workers=opts["workers"] if opts["workers"] is not None else _default_workers(),
+        overwrite=opts["overwrite"],
+        mnist_path=opts["mnist_path"],
+        disjoint_sources=opts["disjoint_sources"],
+        progress=not opts["quiet"],
+    )
+    click.echo(f"wrote {out}")
+
+
+@click.group(cls=OneLineErrors, invoke_without_command=True)
+@_with_generate_options
+@click.version_option(package_name="mdmnist")
+@click.pass_context
+def cli(ctx: click.Context, **opts) -> None:
+    """Generate multi-digit MNIST (DoubleMNIST, TripleMNIST, ...), or verify / preview one."""
+    if ctx.invoked_subcommand is None:
+        _run_generate(opts)
+        return
+    given = [
+        p.opts[0]
+        for p in ctx.command.params
+        if ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE
+    ]
+    if given:
+        raise click.UsageError(
+            f"{', '.join(given)} only apply to generation, not to '{ctx.invoked_subcommand}'"
+        )
+
+
+@cli.command("generate")
+@_with_generate_options
+def generate_cmd(**opts) -> None:
+    """Generate a dataset (same as giving the options without a subcommand)."""
+    _run_generate(opts)
+
+
+@cli.command("verify")
+@click.argument("directory", type=click.Path())
+def verify_cmd(directory: str) -> None:
+    """Re-check every format in DIRECTORY against its manifest.json."""
+    from .verify import verify
+
+    problems = verify(directory)
+    for line in problems[:20]:
+        click.echo(f"MISMATCH {line}", err=True)
+    if problems:
+        _fail(f"{directory}: {len(problems)} mismatch(es) with manifest.json", 1)
+    click.echo(f"OK {directory}: every format matches manifest.json")
+
+
+@cli.command("preview")
+@click.argument("directory", type=click.Path())
+@click.option("--output", type=click.Path(), required=True, help="PNG file to write.")
+@click.option("--classes", type=click.IntRange(1, 50), default=6, show_default=True)
+@click.option("--per-class", type=click.IntRange(1, 50), default=8, show_default=True)
+def preview_cmd(directory: str, output: str, classes: int, per_class: int) -> None:
+    """Draw a grid of samples per split into a PNG file."""
+    from .preview import preview
+
+    click.echo(f"wrote {preview(directory, output, classes, per_class)}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()

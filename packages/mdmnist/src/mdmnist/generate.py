@@ -1,0 +1,359 @@
+"""The Python API: validate arguments, draw randomness in order, render in parallel, commit atomically."""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures as cf
+import multiprocessing
+import os
+import shutil
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import MdmnistError
+from .idx import MnistPool, load_mnist
+from .manifest import MANIFEST_VERSION, file_sha256, write_manifest
+from .randomness import LegacyDrawStream, draw_class
+from .render import ClassJob, ClassResult, init_worker, render_class
+from .splits import SPLITS, class_digits, digit_index_lists, split_classes, split_counts
+from .writers import FORMATS
+from .writers.hdf5 import NativeHdf5Writer, hdf5_filename, images_per_chunk
+from .writers.torchmeta import TorchmetaWriter, data_filename, labels_filename
+
+SET_NAMES = {1: "single", 2: "double", 3: "triple", 4: "quadruple"}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Validated generation arguments (everything that determines the output bytes)."""
+
+    num_digit: int
+    image_size: tuple[int, int]
+    num_image_per_class: int
+    ratios: tuple[int, int, int]
+    seed: int
+    formats: tuple[str, ...]
+    disjoint_sources: bool
+
+    def as_dict(self) -> dict:
+        """JSON-ready arguments for the manifest."""
+        return {
+            "num_digit": self.num_digit,
+            "image_size": list(self.image_size),
+            "num_image_per_class": self.num_image_per_class,
+            "ratios": list(self.ratios),
+            "seed": self.seed,
+            "formats": list(self.formats),
+            "disjoint_sources": self.disjoint_sources,
+        }
+
+
+def _is_int(value: object) -> bool:
+    """True for real integers (numpy ones too), not bools."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def default_image_size(num_digit: int) -> tuple[int, int]:
+    """64x64 for two digits (the published DoubleMNIST), 28n x 28n otherwise."""
+    return (64, 64) if num_digit == 2 else (28 * num_digit, 28 * num_digit)
+
+
+def _check_num_digit(num_digit: object) -> int:
+    """num_digit must be an integer in 1..4."""
+    if not _is_int(num_digit) or not 1 <= int(num_digit) <= 4:
+        raise MdmnistError(f"num-digit must be an integer from 1 to 4, got {num_digit!r}")
+    return int(num_digit)
+
+
+def _check_image_size(image_size: object, num_digit: int) -> tuple[int, int]:
+    """Two integers H, W with H >= 28 and W // num_digit >= 28."""
+    if image_size is None:
+        return default_image_size(num_digit)
+    try:
+        height, width = image_size  # type: ignore[misc]
+    except (TypeError, ValueError):
+        raise MdmnistError(f"image-size must be two integers H W, got {image_size!r}") from None
+    if not (_is_int(height) and _is_int(width)):
+        raise MdmnistError(f"image-size must be two integers H W, got {image_size!r}")
+    height, width = int(height), int(width)
+    if height < 28 or width // num_digit < 28:
+        raise MdmnistError(
+            f"image-size {height} {width} is too small for {num_digit} digit(s): "
+            f"need H >= 28 and W // {num_digit} >= 28 (W >= {28 * num_digit})"
+        )
+    return height, width
+
+
+def default_output_name(
+    num_digit: int, seed: int = 123, image_size: Sequence[int] | None = None
+) -> str:
+    """Directory name like the published sets: ``double_mnist_seed_123_image_size_64_64``."""
+    num_digit = _check_num_digit(num_digit)
+    height, width = _check_image_size(image_size, num_digit)
+    return f"{SET_NAMES[num_digit]}_mnist_seed_{seed}_image_size_{height}_{width}"
+
+
+def validate(
+    num_digit: int,
+    image_size: Sequence[int] | None,
+    num_image_per_class: int,
+    ratios: Sequence[int],
+    seed: int,
+    formats: Sequence[str],
+    workers: int,
+    disjoint_sources: bool,
+) -> Config:
+    """Check every argument, raising MdmnistError with one line naming it and what is allowed."""
+    num_digit = _check_num_digit(num_digit)
+    size = _check_image_size(image_size, num_digit)
+    if not _is_int(num_image_per_class) or num_image_per_class < 1:
+        raise MdmnistError(
+            f"num-image-per-class must be a positive integer, got {num_image_per_class!r}"
+        )
+    if (
+        isinstance(ratios, str | bytes)
+        or not isinstance(ratios, Sequence)
+        or len(ratios) != 3
+        or not all(_is_int(r) and r > 0 for r in ratios)
+    ):
+        raise MdmnistError(f"train-val-test-ratio must be three positive integers, got {ratios!r}")
+    ratios = tuple(int(r) for r in ratios)
+    counts = split_counts(num_digit, ratios)
+    for split, count in zip(SPLITS, counts, strict=True):
+        if count < 1:
+            raise MdmnistError(
+                f"train-val-test-ratio {' '.join(map(str, ratios))} leaves the {split} split "
+                f"without classes for {num_digit} digit(s)"
+            )
+    if not _is_int(seed) or not 0 <= seed < 2**32:
+        raise MdmnistError(f"random-seed must be an integer in [0, 2**32), got {seed!r}")
+    if isinstance(formats, str):
+        formats = (formats,)
+    chosen = tuple(dict.fromkeys(formats))
+    bad = [f for f in chosen if f not in FORMATS]
+    if not chosen or bad:
+        raise MdmnistError(
+            f"format must be one or more of {', '.join(FORMATS)}, got {', '.join(map(str, bad)) or 'none'}"
+        )
+    if not _is_int(workers) or workers < 1:
+        raise MdmnistError(f"workers must be a positive integer, got {workers!r}")
+    return Config(
+        num_digit, size, int(num_image_per_class), ratios, int(seed), chosen, bool(disjoint_sources)
+    )
+
+
+def _jobs(
+    config: Config, pool: MnistPool, splits: dict[str, list[str]], tmp: Path
+) -> Iterator[ClassJob]:
+    """Class jobs in the reference's draw order; the draws happen here, sequentially."""
+    height, width = config.image_size
+    count = config.num_image_per_class
+    stream = LegacyDrawStream(config.seed)
+    chunk = images_per_chunk(count, height, width)
+    for split in SPLITS:
+        lists = digit_index_lists(pool, split, config.disjoint_sources)
+        for index, name in enumerate(splits[split]):
+            src, ys, cols = draw_class(stream, lists, class_digits(name), count, height, width)
+            yield ClassJob(
+                split=split,
+                index=index,
+                name=name,
+                src=src,
+                ys=ys,
+                cols=cols,
+                height=height,
+                width=width,
+                chunk=chunk,
+                png_dir=str(tmp / split / name) if "png" in config.formats else None,
+                want_png_bytes="torchmeta" in config.formats,
+                want_hdf5="hdf5" in config.formats,
+            )
+
+
+def _results(jobs: Iterator[ClassJob], pool: MnistPool, workers: int) -> Iterator[ClassResult]:
+    """Render jobs in order; with several workers keep a bounded window of jobs in flight."""
+    if workers == 1:
+        init_worker(pool.images, ignore_sigint=False)
+        for job in jobs:
+            yield render_class(job)
+        return
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    with cf.ProcessPoolExecutor(workers, context, init_worker, (pool.images,)) as executor:
+        pending: collections.deque[cf.Future] = collections.deque()
+        try:
+            for job in jobs:
+                pending.append(executor.submit(render_class, job))
+                if len(pending) >= 2 * workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            executor.shutdown(wait=True, cancel_futures=True)
+            raise
+
+
+def _render_all(config: Config, pool: MnistPool, workers: int, tmp: Path, progress: bool) -> dict:
+    """Write every format into TMP; return the manifest's split and file sections."""
+    from tqdm import tqdm
+
+    height, width = config.image_size
+    count = config.num_image_per_class
+    splits = split_classes(config.num_digit, config.ratios, config.seed)
+    chunk = images_per_chunk(count, height, width)
+    attrs = {
+        "num_digit": config.num_digit,
+        "seed": config.seed,
+        "image_size": list(config.image_size),
+        "num_image_per_class": count,
+        "ratios": list(config.ratios),
+        "disjoint_sources": config.disjoint_sources,
+        "mdmnist_version": __version__,
+    }
+    if "png" in config.formats:
+        for split in SPLITS:
+            (tmp / split).mkdir()
+    writers: dict[str, tuple[NativeHdf5Writer | None, TorchmetaWriter | None]] = {}
+    split_info: dict[str, dict] = {
+        s: {"classes": splits[s], "pixels_sha256": {}, "png_sha256": {}} for s in SPLITS
+    }
+    total = sum(len(v) for v in splits.values()) * count
+    bar = tqdm(total=total, unit="img", disable=not progress, desc="mdmnist", smoothing=0.1)
+    results = _results(_jobs(config, pool, splits, tmp), pool, workers)
+    try:
+        for result in results:
+            split = result.split
+            if split not in writers:
+                for done in writers.values():
+                    _close(done)
+                hdf5 = torchmeta = None
+                if "hdf5" in config.formats:
+                    hdf5 = NativeHdf5Writer(
+                        tmp / hdf5_filename(split),
+                        splits[split],
+                        count,
+                        height,
+                        width,
+                        chunk,
+                        dict(attrs, split=split),
+                    )
+                if "torchmeta" in config.formats:
+                    torchmeta = TorchmetaWriter(tmp, split, splits[split])
+                writers = {split: (hdf5, torchmeta)}
+            hdf5, torchmeta = writers[split]
+            if hdf5 is not None:
+                hdf5.write_class(result.index, result.hdf5_chunks)
+            if torchmeta is not None:
+                torchmeta.write_class(result.name, result.png_bytes or [])
+            info = split_info[split]
+            info["pixels_sha256"][result.name] = result.pixels_sha256
+            if result.png_sha256 is not None:
+                info["png_sha256"][result.name] = result.png_sha256
+            bar.update(count)
+        for done in writers.values():
+            _close(done)
+        writers = {}
+    finally:
+        results.close()
+        for done in writers.values():
+            _close(done, quiet=True)
+        bar.close()
+    files = {}
+    for split in SPLITS:
+        names = []
+        if "hdf5" in config.formats:
+            names.append(hdf5_filename(split))
+        if "torchmeta" in config.formats:
+            names += [data_filename(split), labels_filename(split)]
+        for name in names:
+            files[name] = file_sha256(tmp / name)
+    for info in split_info.values():
+        if not info["png_sha256"]:
+            del info["png_sha256"]
+    return {"splits": split_info, "files": files}
+
+
+def _close(pair: tuple, quiet: bool = False) -> None:
+    """Close the writers of one split (quietly when already failing)."""
+    for writer in pair:
+        if writer is None:
+            continue
+        try:
+            writer.close()
+        except Exception:
+            if not quiet:
+                raise
+
+
+def generate(
+    num_digit: int = 2,
+    image_size: tuple[int, int] | None = None,
+    num_image_per_class: int = 1000,
+    ratios: tuple[int, int, int] = (64, 16, 20),
+    seed: int = 123,
+    output: str | Path | None = None,
+    formats: Sequence[str] = ("png",),
+    workers: int = 1,
+    overwrite: bool = False,
+    mnist_path: str | Path | None = None,
+    disjoint_sources: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Generate a multi-digit MNIST dataset and return its directory (written atomically)."""
+    config = validate(
+        num_digit, image_size, num_image_per_class, ratios, seed, formats, workers, disjoint_sources
+    )
+    out = Path(
+        output
+        if output is not None
+        else default_output_name(config.num_digit, config.seed, config.image_size)
+    )
+    if (out.exists() or out.is_symlink()) and not overwrite:
+        raise MdmnistError(f"output {out} already exists; pass --overwrite to replace it")
+    pool = load_mnist(mnist_path)
+    for split in SPLITS:  # fail early, before any work, if a digit has no source image
+        digit_index_lists(pool, split, config.disjoint_sources)
+    parent = out.absolute().parent
+    token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = parent / f".{out.name}.tmp-{token}"
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+    except OSError as exc:
+        raise MdmnistError(f"cannot write output {out}: {exc.strerror or exc}") from None
+    old = parent / f".{out.name}.old-{token}"
+    try:
+        sections = _render_all(config, pool, workers, tmp, progress)
+        manifest = {
+            "manifest_version": MANIFEST_VERSION,
+            "generator": {"name": "mdmnist", "version": __version__},
+            "args": config.as_dict(),
+            "mnist": {"origin": pool.origin, "sha256": pool.sha256},
+            **sections,
+        }
+        write_manifest(tmp, manifest)
+        replacing = out.exists() or out.is_symlink()
+        if replacing:
+            out.rename(old)  # overwrite: swap in the new output, then drop the old one
+        try:
+            tmp.rename(out)
+        except OSError:
+            if replacing:
+                old.rename(out)
+            raise
+    except OSError as exc:
+        raise MdmnistError(f"cannot write output {out}: {exc.strerror or exc}") from None
+    finally:
+        for leftover in (tmp, old):
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            elif leftover.exists() or leftover.is_symlink():
+                leftover.unlink()
+    return out

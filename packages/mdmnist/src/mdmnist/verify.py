@@ -1,0 +1,150 @@
+"""Re-check a generated directory against its manifest: file digests and decoded pixels."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+from PIL import Image
+
+from .errors import MdmnistError
+from .manifest import file_sha256, read_manifest
+from .render import png_filename
+from .splits import SPLITS, split_classes
+from .writers.hdf5 import hdf5_filename
+from .writers.torchmeta import data_filename, labels_filename, torchmeta_order
+
+
+def _decode(data: bytes) -> np.ndarray:
+    """Pixels of one PNG file (raises on any corruption PIL detects)."""
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        return np.asarray(im)
+
+
+def _check_pngs(label: str, pngs: list[bytes], expect: dict, name: str) -> list[str]:
+    """Compare one class's PNG bytes and decoded pixels with the manifest digests."""
+    problems = []
+    want_png = expect.get("png_sha256", {}).get(name)
+    if want_png is not None and hashlib.sha256(b"".join(pngs)).hexdigest() != want_png:
+        problems.append(f"{label}: PNG bytes differ from the manifest")
+    pixels = hashlib.sha256()
+    try:
+        for data in pngs:
+            pixels.update(np.ascontiguousarray(_decode(data), dtype=np.uint8).data)
+    except Exception as exc:  # PIL raises many types on corrupt data
+        return problems + [f"{label}: cannot decode a PNG ({exc})"]
+    if pixels.hexdigest() != expect["pixels_sha256"].get(name):
+        problems.append(f"{label}: decoded pixels differ from the manifest")
+    return problems
+
+
+def _verify_png(root: Path, split: str, expect: dict, count: int) -> list[str]:
+    """PNG tree: exactly the expected files per class, bytes and pixels as recorded."""
+    problems = []
+    for name in expect["classes"]:
+        folder = root / split / name
+        wanted = {png_filename(k, name) for k in range(count)}
+        present = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+        if present != wanted:
+            missing, extra = len(wanted - present), len(present - wanted)
+            problems.append(f"png {split}/{name}: {missing} file(s) missing, {extra} unexpected")
+            continue
+        pngs = [(folder / png_filename(k, name)).read_bytes() for k in range(count)]
+        problems += _check_pngs(f"png {split}/{name}", pngs, expect, name)
+    return problems
+
+
+def _verify_hdf5(root: Path, split: str, expect: dict, args: dict) -> list[str]:
+    """Native HDF5: class names, shape and per-class pixel digests."""
+    path = root / hdf5_filename(split)
+    height, width = args["image_size"]
+    shape = (len(expect["classes"]), args["num_image_per_class"], height, width)
+    try:
+        with h5py.File(path, "r") as f:
+            names = [b.decode("ascii") for b in f["class_names"][...]]
+            if names != expect["classes"]:
+                return [f"hdf5 {path.name}: class_names differ from the manifest"]
+            images = f["images"]
+            if images.shape != shape or images.dtype != np.uint8:
+                return [
+                    f"hdf5 {path.name}: images is {images.shape} {images.dtype}, expected {shape} uint8"
+                ]
+            problems = []
+            for i, name in enumerate(names):
+                digest = hashlib.sha256(np.ascontiguousarray(images[i]).data).hexdigest()
+                if digest != expect["pixels_sha256"].get(name):
+                    problems.append(
+                        f"hdf5 {path.name} class {name}: pixels differ from the manifest"
+                    )
+            return problems
+    except Exception as exc:  # h5py raises OSError/KeyError/RuntimeError on damaged files
+        return [f"hdf5 {path.name}: unreadable ({exc})"]
+
+
+def _verify_torchmeta(root: Path, split: str, expect: dict, count: int) -> list[str]:
+    """torchmeta export: sorted labels, one PNG-bytes dataset per class."""
+    try:
+        with open(root / labels_filename(split)) as fh:
+            labels = json.load(fh)
+    except (OSError, ValueError) as exc:
+        return [f"torchmeta {labels_filename(split)}: unreadable ({exc})"]
+    if labels != sorted(expect["classes"]):
+        return [f"torchmeta {labels_filename(split)}: labels differ from the manifest"]
+    path = root / data_filename(split)
+    problems = []
+    try:
+        with h5py.File(path, "r") as f:
+            group = f["datasets"]
+            for name in labels:
+                stored = group[name]
+                if len(stored) != count:
+                    problems.append(
+                        f"torchmeta {path.name} class {name}: {len(stored)} images, expected {count}"
+                    )
+                    continue
+                by_k: list[bytes] = [b""] * count
+                for i, k in enumerate(torchmeta_order(count, name)):
+                    by_k[k] = bytes(stored[i])
+                problems += _check_pngs(f"torchmeta {path.name} class {name}", by_k, expect, name)
+    except Exception as exc:
+        return problems + [f"torchmeta {path.name}: unreadable ({exc})"]
+    return problems
+
+
+def verify(directory: str | Path) -> list[str]:
+    """Every mismatch between DIRECTORY and its manifest, one line each (empty: all good)."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise MdmnistError(f"{root} is not a directory")
+    manifest = read_manifest(root)
+    problems: list[str] = []
+    try:
+        args = manifest["args"]
+        splits = manifest["splits"]
+        expected = split_classes(args["num_digit"], args["ratios"], args["seed"])
+        formats = args["formats"]
+        count = args["num_image_per_class"]
+        if any(splits[s]["classes"] != expected[s] for s in SPLITS):
+            problems.append("manifest: class splits do not follow from its num_digit/ratios/seed")
+    except (KeyError, TypeError, ValueError) as exc:
+        return [f"manifest: malformed ({exc})"]
+    for name, digest in sorted(manifest.get("files", {}).items()):
+        path = root / name
+        if not path.is_file():
+            problems.append(f"file {name}: missing")
+        elif file_sha256(path) != digest:
+            problems.append(f"file {name}: sha256 differs from the manifest")
+    for split in SPLITS:
+        expect = splits[split]
+        if "png" in formats:
+            problems += _verify_png(root, split, expect, count)
+        if "hdf5" in formats:
+            problems += _verify_hdf5(root, split, expect, args)
+        if "torchmeta" in formats:
+            problems += _verify_torchmeta(root, split, expect, count)
+    return problems
