@@ -2,13 +2,31 @@
 
 Every sample drawn here is a tensor-indexing operation on the store's device: no Python loop
 over files or examples, so sampling costs microseconds even for large meta-batches.
+
+Determinism: the same store, generator seed and arguments give the same episode on the same
+device type. CPU and CUDA generators produce different streams, so a CUDA run and a CPU run
+with the same seed draw different (equally valid) episodes.
 """
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+
+from fsbench.errors import FsbenchError
+
+
+def _check_count(flag: str, value: object) -> None:
+    """Raise FsbenchError unless ``value`` is an integer >= 1 (Python, numpy or 0-d tensor)."""
+    try:
+        ok = not isinstance(value, bool) and operator.index(value) >= 1  # type: ignore[arg-type]
+    except TypeError:
+        ok = False
+    if not ok:
+        raise FsbenchError(f"{flag} must be an integer >= 1, got {value!r}")
 
 
 @dataclass
@@ -34,7 +52,8 @@ class ArrayStore:
 
     ``data`` holds the raw examples ([N, *example_shape], uint8 images or float signals) and
     ``labels`` their class ids 0..C-1. uint8 data is converted to float in [0, 1] only for the
-    examples an episode draws, so a whole dataset stays compact on the device.
+    examples an episode draws, so a whole dataset stays compact on the device. ``meta`` carries
+    JSON-able provenance facts (source file, protocol notes) that ``describe_split`` reports.
     """
 
     def __init__(
@@ -43,14 +62,31 @@ class ArrayStore:
         labels: torch.Tensor,
         class_names: list[str] | None = None,
         device: torch.device | str = "cpu",
+        *,
+        meta: dict[str, Any] | None = None,
     ) -> None:
-        if data.shape[0] != labels.shape[0]:
-            raise ValueError(f"data has {data.shape[0]} examples but labels has {labels.shape[0]}")
+        if data.ndim < 1 or labels.ndim != 1 or data.shape[0] != labels.shape[0]:
+            raise FsbenchError(
+                f"data has {data.shape[0] if data.ndim else 0} examples but labels has "
+                f"shape {tuple(labels.shape)}; they must match one label per example"
+            )
         self.device = torch.device(device)
         self.data = data.to(self.device)
         self.labels = labels.to(self.device, torch.int64)
+        if len(self.labels) and int(self.labels.min().item()) < 0:
+            raise FsbenchError("labels must be class ids >= 0")
         self.num_classes = int(self.labels.max().item()) + 1 if len(self.labels) else 0
-        self.class_names = class_names or [str(c) for c in range(self.num_classes)]
+        if class_names is not None and len(class_names) != self.num_classes:
+            raise FsbenchError(
+                f"class_names has {len(class_names)} entries but labels name "
+                f"{self.num_classes} classes"
+            )
+        self.class_names = (
+            list(class_names)
+            if class_names is not None
+            else [str(c) for c in range(self.num_classes)]
+        )
+        self.meta: dict[str, Any] = dict(meta or {})
         counts = torch.bincount(self.labels, minlength=self.num_classes)
         self.class_counts = counts
         # index table [C, Kmax]: row c lists the positions of class c, padded with -1.
@@ -65,13 +101,27 @@ class ArrayStore:
     def __len__(self) -> int:
         return int(self.data.shape[0])
 
+    def __repr__(self) -> str:
+        return (
+            f"ArrayStore({len(self)} examples of shape {self.example_shape}, "
+            f"{self.num_classes} classes, {self.data.dtype}, device={self.device})"
+        )
+
     @property
     def example_shape(self) -> tuple[int, ...]:
         return tuple(self.data.shape[1:])
 
     @property
     def min_class_size(self) -> int:
-        return int(self.class_counts.min().item())
+        return int(self.class_counts.min().item()) if self.num_classes else 0
+
+    def to(self, device: torch.device | str) -> ArrayStore:
+        """The same split on another device (a copy; this store is unchanged)."""
+        return ArrayStore(self.data, self.labels, self.class_names, device, meta=self.meta)
+
+    def generator(self, seed: int) -> torch.Generator:
+        """A torch.Generator on this store's device, seeded, for ``sample_episode``."""
+        return torch.Generator(device=self.device).manual_seed(int(seed))
 
     def to_float(self, x: torch.Tensor) -> torch.Tensor:
         """Examples as float32; uint8 images are scaled to [0, 1]."""
@@ -79,33 +129,64 @@ class ArrayStore:
             return x.to(torch.float32).div_(255.0)
         return x.to(torch.float32)
 
-    def check_episode(self, way: int, shot: int, query: int) -> None:
-        """Raise ValueError with a clear message when an episode cannot be drawn from this split."""
-        if way < 1 or shot < 1 or query < 1:
-            raise ValueError(f"way, shot and query must be >= 1, got {way}, {shot}, {query}")
+    def check_episode(self, way: int, shot: int, query: int, batch: int = 1) -> None:
+        """Raise FsbenchError with a clear message when an episode cannot be drawn from this split."""
+        for flag, value in (
+            ("--way", way),
+            ("--shot", shot),
+            ("--query", query),
+            ("meta-batch size", batch),
+        ):
+            _check_count(flag, value)
         if way > self.num_classes:
-            raise ValueError(f"--way {way} is larger than the {self.num_classes} classes of this split")
-        if shot + query > self.min_class_size:
-            raise ValueError(
-                f"--shot + --query = {shot + query} is larger than the smallest class "
-                f"({self.min_class_size} examples)"
+            raise FsbenchError(
+                f"--way {way} is larger than the {self.num_classes} classes of this split; "
+                f"choose --way <= {self.num_classes}"
             )
+        if shot + query > self.min_class_size:
+            raise FsbenchError(
+                f"--shot + --query = {shot + query} is larger than the smallest class "
+                f"({self.min_class_size} examples); choose shot + query <= {self.min_class_size}"
+            )
+
+    def _check_generator(self, generator: torch.Generator) -> None:
+        """Raise FsbenchError when the generator lives on another device type than the store."""
+        if generator.device.type != self.device.type:
+            raise FsbenchError(
+                f"the generator is on {generator.device} but the store is on {self.device}; "
+                f"use store.generator(seed) or torch.Generator(device='{self.device.type}')"
+            )
+
+    def sample_indices(
+        self, generator: torch.Generator, way: int, shot: int, query: int, batch: int = 1
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positions of an episode's examples, [B, way, shot+query], and its classes, [B, way]."""
+        self.check_episode(way, shot, query, batch)
+        self._check_generator(generator)
+        way, shot, query, batch = (operator.index(v) for v in (way, shot, query, batch))
+        dev = self.device
+        # A uniform random subset of classes per task: the first `way` of a random permutation.
+        keys = torch.rand(batch, self.num_classes, generator=generator, device=dev)
+        classes = keys.topk(way, dim=1, largest=False, sorted=True).indices  # [B, way]
+        n = shot + query
+        kmax = self.class_index.shape[1]
+        # A uniform random subset of each class's examples; padding gets key 2.0 and is never
+        # picked because n <= the smallest class size.
+        keys = torch.rand(batch, way, kmax, generator=generator, device=dev)
+        valid = torch.arange(kmax, device=dev) < self.class_counts[classes].unsqueeze(-1)
+        keys = keys.masked_fill_(~valid, 2.0)
+        picks = keys.topk(n, dim=-1, largest=False, sorted=True).indices  # [B, way, n]
+        idx = torch.gather(self.class_index[classes], 2, picks)
+        return idx, classes
 
     def sample_episode(
         self, generator: torch.Generator, way: int, shot: int, query: int, batch: int = 1
     ) -> Episode:
         """Draw ``batch`` independent tasks: ``way`` classes, ``shot + query`` distinct examples each."""
-        self.check_episode(way, shot, query)
+        idx, _ = self.sample_indices(generator, way, shot, query, batch)
+        way, shot, query, batch = (operator.index(v) for v in (way, shot, query, batch))
         dev = self.device
-        classes = torch.rand(batch, self.num_classes, generator=generator, device=dev)
-        classes = classes.argsort(dim=1)[:, :way]  # [B, way]
         n = shot + query
-        kmax = self.class_index.shape[1]
-        keys = torch.rand(batch, way, kmax, generator=generator, device=dev)
-        valid = torch.arange(kmax, device=dev) < self.class_counts[classes].unsqueeze(-1)
-        keys = keys.masked_fill(~valid, 2.0)  # padding sorts last
-        picks = keys.argsort(dim=-1)[..., :n]  # [B, way, n]
-        idx = torch.gather(self.class_index[classes], 2, picks)  # [B, way, n]
         x = self.to_float(self.data[idx])  # [B, way, n, *shape]
         y = torch.arange(way, device=dev).view(1, way, 1).expand(batch, way, n)
         shape = self.example_shape
@@ -120,5 +201,9 @@ class ArrayStore:
         self, generator: torch.Generator, batch_size: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """A plain supervised minibatch (with replacement across calls) for the classifiers."""
+        _check_count("--batch-size", batch_size)
+        if len(self) == 0:
+            raise FsbenchError("cannot draw a batch from an empty split")
+        self._check_generator(generator)
         idx = torch.randint(len(self), (batch_size,), generator=generator, device=self.device)
         return self.to_float(self.data[idx]), self.labels[idx]

@@ -1,0 +1,101 @@
+"""Decode many small PNGs straight into one preallocated uint8 array, on a thread pool.
+
+Pillow releases the GIL while it inflates and resamples, so a few threads decode a PNG tree
+or a zip of drawings several times faster than a loop, without copying images around.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from fsbench.errors import FsbenchError
+
+# Source of one image: a file path, or in-memory bytes with a name for error messages.
+PngSource = Path | tuple[str, bytes]
+
+RESAMPLE = {"lanczos": Image.Resampling.LANCZOS, "bilinear": Image.Resampling.BILINEAR}
+
+
+def _open(src: PngSource) -> Image.Image:
+    """Open one PNG from a path or from (name, bytes)."""
+    if isinstance(src, tuple):
+        return Image.open(io.BytesIO(src[1]))
+    return Image.open(src)
+
+
+def _name(src: PngSource) -> str:
+    return src[0] if isinstance(src, tuple) else str(src)
+
+
+def probe_shape(src: PngSource) -> tuple[int, int]:
+    """(height, width) of one PNG, read from its header; FsbenchError naming it if unreadable."""
+    try:
+        with _open(src) as im:
+            return im.size[1], im.size[0]
+    except (OSError, UnidentifiedImageError) as e:
+        raise FsbenchError(f"cannot read image {_name(src)}: {e}") from None
+
+
+def decode_pngs(
+    sources: Sequence[PngSource],
+    size: tuple[int, int] | None = None,
+    *,
+    resample: str = "lanczos",
+    invert: bool = False,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Decode ``sources`` as greyscale into a uint8 array [N, H, W].
+
+    With ``size=None`` every image must have the shape of the first one; otherwise each is
+    resized to ``size`` (height, width) with ``resample`` ("lanczos" or "bilinear").
+    ``invert`` maps v -> 255 - v (Omniglot: black strokes on white become bright on dark).
+    """
+    n = len(sources)
+    if size is None:
+        target, resize = (probe_shape(sources[0]) if n else (0, 0)), False
+    else:
+        target, resize = size, True
+    out = np.empty((n, *target), dtype=np.uint8)
+    method = RESAMPLE[resample]
+
+    def decode_range(lo: int, hi: int) -> None:
+        for i in range(lo, hi):
+            src = sources[i]
+            try:
+                with _open(src) as im:
+                    im = im.convert("L")
+                    if resize and (im.size[1], im.size[0]) != target:
+                        im = im.resize((target[1], target[0]), resample=method)
+                    arr = np.asarray(im)
+            except (OSError, UnidentifiedImageError, ValueError) as e:
+                raise FsbenchError(f"cannot decode image {_name(src)}: {e}") from None
+            if arr.shape != target:
+                raise FsbenchError(
+                    f"image {_name(src)} is {arr.shape[0]}x{arr.shape[1]} but the others are "
+                    f"{target[0]}x{target[1]}; all images of a split must share one size"
+                )
+            out[i] = arr
+        if progress is not None:
+            progress(hi - lo)
+
+    workers = workers or min(8, os.cpu_count() or 1)
+    chunk = 512
+    bounds = [(lo, min(lo + chunk, n)) for lo in range(0, n, chunk)]
+    if workers <= 1 or len(bounds) <= 1:
+        for lo, hi in bounds:
+            decode_range(lo, hi)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            for fut in [pool.submit(decode_range, lo, hi) for lo, hi in bounds]:
+                fut.result()
+    if invert:
+        np.subtract(255, out, out=out)
+    return out
