@@ -111,6 +111,12 @@ def write_omniglot_zip(
 
 
 @pytest.fixture(scope="session")
+def omniglot_zip_writer():
+    """``write_omniglot_zip(path, set_name, {alphabet: n_characters}, drawings=20, first_id=0)``."""
+    return write_omniglot_zip
+
+
+@pytest.fixture(scope="session")
 def omniglot_fixture_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with tiny ``images_background.zip`` / ``images_evaluation.zip`` (15 characters)."""
     folder = tmp_path_factory.mktemp("omniglot-fixture")

@@ -124,6 +124,9 @@ def load_split(
 
 def describe_split(name: str, split: str, store: ArrayStore) -> dict[str, Any]:
     """JSON-able facts about a loaded split for result.json: source, sizes, protocol notes."""
+    loaded_as = (store.meta.get("dataset"), store.meta.get("split"))
+    if loaded_as[0] is not None and loaded_as != (resolve_dataset(name), split):
+        raise ValueError(f"describe_split({name!r}, {split!r}) given the store of {loaded_as}")
     counts = store.class_counts
     facts: dict[str, Any] = {
         "dataset": resolve_dataset(name),
