@@ -108,7 +108,7 @@ def _with_generate_options(func):
 
 def _run_generate(opts: dict) -> None:
     """Call the API with the CLI options and print where the output went."""
-    from .generate import generate
+    from .pipeline import generate
 
     out = generate(
         num_digit=opts["num_digit"],

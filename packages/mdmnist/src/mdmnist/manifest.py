@@ -21,10 +21,18 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def seal_digest(manifest: dict) -> str:
+    """sha256 of the manifest's canonical JSON without its seal: any edit of a value shows."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
 def write_manifest(directory: Path, manifest: dict) -> None:
-    """Write the manifest (stable key order, no timestamps: same inputs, same bytes)."""
+    """Write the sealed manifest (stable key order, no timestamps: same inputs, same bytes)."""
+    sealed = dict(manifest, manifest_sha256=seal_digest(manifest))
     with open(directory / MANIFEST, "w", encoding="utf-8") as fh:
-        json.dump(manifest, fh, indent=1, sort_keys=True)
+        json.dump(sealed, fh, indent=1, sort_keys=True)
         fh.write("\n")
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import MdmnistError
-from .manifest import file_sha256, read_manifest
+from .manifest import file_sha256, read_manifest, seal_digest
 from .render import png_filename
 from .splits import SPLITS, split_classes
 from .writers.hdf5 import hdf5_filename
@@ -123,6 +123,10 @@ def verify(directory: str | Path) -> list[str]:
         raise MdmnistError(f"{root} is not a directory")
     manifest = read_manifest(root)
     problems: list[str] = []
+    if manifest.get("manifest_sha256") != seal_digest(manifest):
+        problems.append(
+            "manifest.json: content does not match its own manifest_sha256 (edited or corrupt)"
+        )
     try:
         args = manifest["args"]
         splits = manifest["splits"]

@@ -1,0 +1,90 @@
+"""verify: passes on fresh output, catches a flipped byte in any file, CLI exits non-zero."""
+
+from __future__ import annotations
+
+import shutil
+
+import mdmnist
+import pytest
+from click.testing import CliRunner
+from mdmnist.cli import cli
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory):
+    """A small dataset in every format."""
+    out = tmp_path_factory.mktemp("verify") / "ds"
+    return mdmnist.generate(
+        num_digit=1,
+        num_image_per_class=6,
+        output=out,
+        formats=("png", "hdf5", "torchmeta"),
+        progress=False,
+    )
+
+
+def _flip(path, offset):
+    """Flip all bits of the byte at OFFSET (negative: from the end)."""
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_fresh_output_verifies(pristine):
+    assert mdmnist.verify(pristine) == []
+    result = CliRunner().invoke(cli, ["verify", str(pristine)])
+    assert result.exit_code == 0 and "OK" in result.output
+
+
+@pytest.mark.parametrize(
+    ("relative", "offset"),
+    [
+        ("png", 60),  # inside the IDAT stream of one PNG
+        ("png", 20),  # inside the IHDR (width)
+        ("train.h5", -100),  # in the compressed chunks near the end
+        ("train.h5", 600),  # in the HDF5 metadata
+        ("val_data.hdf5", -50),
+        ("test_labels.json", 3),
+        ("manifest.json", 40),
+    ],
+)
+def test_flipped_byte_is_detected(tmp_path, pristine, relative, offset):
+    """Every file is covered: a flipped byte makes verify fail with a clear line."""
+    copy = tmp_path / "copy"
+    shutil.copytree(pristine, copy)
+    target = sorted((copy / "train").glob("*/*.png"))[3] if relative == "png" else copy / relative
+    _flip(target, offset)
+    result = CliRunner().invoke(cli, ["verify", str(copy)])
+    assert result.exit_code != 0
+    assert "Error:" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_single_bit_edit_of_manifest_value_is_detected(tmp_path, pristine):
+    """The manifest is sealed: changing any value (here the recorded version) is caught."""
+    copy = tmp_path / "copy"
+    shutil.copytree(pristine, copy)
+    text = (copy / "manifest.json").read_text()
+    version = f'"version": "{mdmnist.__version__}"'
+    assert version in text
+    (copy / "manifest.json").write_text(text.replace(version, version.replace("0.", "1.", 1)))
+    problems = mdmnist.verify(copy)
+    assert problems and "manifest_sha256" in problems[0]
+
+
+def test_missing_png_is_reported(tmp_path, pristine):
+    copy = tmp_path / "copy"
+    shutil.copytree(pristine, copy)
+    next((copy / "test").glob("*/*.png")).unlink()
+    problems = mdmnist.verify(copy)
+    assert len(problems) == 1 and "missing" in problems[0]
+
+
+def test_preview_writes_a_png(tmp_path, pristine):
+    out = tmp_path / "preview.png"
+    result = CliRunner().invoke(cli, ["preview", str(pristine), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    from PIL import Image
+
+    with Image.open(out) as im:
+        assert im.size[0] > 300 and im.size[1] > 200
