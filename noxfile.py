@@ -19,6 +19,7 @@ TORCH_SPEC = os.environ.get("FSBENCH_TORCH_SPEC", "torch==2.14.1 torchvision==0.
 MNIST1D_REFERENCE = "mnist1d==0.0.2.post1"
 ORACLE = ROOT / "tests" / "mnist1d" / "oracle" / "reference.npz"
 
+nox.needs_version = ">=2024.3.2"
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = False
 
