@@ -185,16 +185,16 @@ class ArrayStore:
         """Draw ``batch`` independent tasks: ``way`` classes, ``shot + query`` distinct examples each."""
         idx, _ = self.sample_indices(generator, way, shot, query, batch)
         way, shot, query, batch = (operator.index(v) for v in (way, shot, query, batch))
-        dev = self.device
-        n = shot + query
-        x = self.to_float(self.data[idx])  # [B, way, n, *shape]
-        y = torch.arange(way, device=dev).view(1, way, 1).expand(batch, way, n)
         shape = self.example_shape
+        # Gather support and query separately, so each comes out contiguous (no slice copies).
+        support = self.to_float(self.data[idx[:, :, :shot].reshape(-1)])
+        query_ = self.to_float(self.data[idx[:, :, shot:].reshape(-1)])
+        labels = torch.arange(way, device=self.device).view(1, way)
         return Episode(
-            support_x=x[:, :, :shot].reshape(batch, way * shot, *shape),
-            support_y=y[:, :, :shot].reshape(batch, way * shot),
-            query_x=x[:, :, shot:].reshape(batch, way * query, *shape),
-            query_y=y[:, :, shot:].reshape(batch, way * query),
+            support_x=support.view(batch, way * shot, *shape),
+            support_y=labels.repeat_interleave(shot, dim=1).expand(batch, -1).contiguous(),
+            query_x=query_.view(batch, way * query, *shape),
+            query_y=labels.repeat_interleave(query, dim=1).expand(batch, -1).contiguous(),
         )
 
     def sample_batch(
