@@ -175,7 +175,9 @@ def _png_files(tree: Path) -> tuple[list[str], list[list[Path]]]:
     return classes, files
 
 
-def read_png_tree(tree: Path, cache_dir: Path | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def read_png_tree(
+    tree: Path, cache_dir: Path | None, progress: bool = False
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Images [N, H, W], labels [N] and class names of a PNG tree ``tree/<class>/<k>_<class>.png``."""
     if not tree.is_dir():
         raise FsbenchError(f"{tree}: PNG tree folder not found")
@@ -191,7 +193,7 @@ def read_png_tree(tree: Path, cache_dir: Path | None) -> tuple[np.ndarray, np.nd
         hit = load_arrays(cache, fp)
         if hit is not None:
             return hit["images"], hit["labels"], [str(c) for c in hit["class_names"]]
-    images = decode_pngs(flat)
+    images = decode_pngs(flat, progress=f"decoding {tree}" if progress else None)
     labels = np.repeat(np.arange(len(classes), dtype=np.int64), [len(fs) for fs in files])
     if cache is not None:
         save_arrays(cache, fp, images=images, labels=labels, class_names=np.array(classes))
@@ -243,7 +245,7 @@ def load_mdmnist(
         per_class = np.array([rank[n] for n in file_names], dtype=np.int64)
         labels = np.repeat(per_class, k)
     else:
-        images, labels, names = read_png_tree(target, data_root / "cache")
+        images, labels, names = read_png_tree(target, data_root / "cache", progress)
     meta = {
         "source": str(target),
         "format": source,

@@ -67,11 +67,14 @@ class OmniglotSource:
 
 
 def _repo_shared_omniglot() -> Path | None:
-    """``../shared/data/omniglot`` beside the repository checkout holding this file, if any."""
-    for parent in Path(__file__).resolve().parents:
-        if (parent / ".git").exists() or (parent / "noxfile.py").is_file():
-            candidate = parent.parent / "shared" / "data" / "omniglot"
-            return candidate if candidate.is_dir() else None
+    """``../shared/data/omniglot`` beside the repository checkout (of this file, or of the cwd)."""
+    for start in (Path(__file__).resolve(), Path.cwd().resolve() / "_"):
+        for parent in start.parents:
+            if (parent / ".git").exists() or (parent / "noxfile.py").is_file():
+                candidate = parent.parent / "shared" / "data" / "omniglot"
+                if candidate.is_dir():
+                    return candidate
+                break
     return None
 
 
@@ -159,7 +162,9 @@ def find_source(
     )
 
 
-def read_zips(zips: list[Path], size: int = IMAGE_SIZE) -> dict[str, np.ndarray]:
+def read_zips(
+    zips: list[Path], size: int = IMAGE_SIZE, progress: bool = False
+) -> dict[str, np.ndarray]:
     """Decode every drawing of ``zips`` (``<set>/<Alphabet>/<character>/<drawing>.png``).
 
     Returns images [N, size, size] uint8 (inverted), char [N] index into characters, and
@@ -188,13 +193,19 @@ def read_zips(zips: list[Path], size: int = IMAGE_SIZE) -> dict[str, np.ndarray]
     keys = sorted(members)
     characters = sorted({k[0] for k in keys})
     index = {c: i for i, c in enumerate(characters)}
-    images = decode_pngs([members[k] for k in keys], (size, size), resample=RESAMPLE, invert=True)
+    images = decode_pngs(
+        [members[k] for k in keys],
+        (size, size),
+        resample=RESAMPLE,
+        invert=True,
+        progress="decoding Omniglot" if progress else None,
+    )
     char = np.array([index[k[0]] for k in keys], dtype=np.int32)
     return {"images": images, "char": char, "characters": np.array(characters)}
 
 
 def decoded(
-    source: OmniglotSource, data_root: Path, size: int = IMAGE_SIZE
+    source: OmniglotSource, data_root: Path, size: int = IMAGE_SIZE, progress: bool = False
 ) -> dict[str, np.ndarray]:
     """``read_zips`` of the source, cached under ``data_root/omniglot/cache`` after the first call."""
     fp = fingerprint(source.zips) + f"-{size}-{RESAMPLE}-inv"
@@ -205,7 +216,7 @@ def decoded(
     log.warning(
         "decoding Omniglot (%s) once; cached at %s", ", ".join(z.name for z in source.zips), cache
     )
-    arrays = read_zips(source.zips, size)
+    arrays = read_zips(source.zips, size, progress)
     save_arrays(cache, fp, **arrays)
     return arrays
 
@@ -238,7 +249,7 @@ def load_omniglot(
 ) -> ArrayStore:
     """One Omniglot split: uint8 [N, 1, 28, 28], one class per (character, rotation)."""
     source = find_source(data_root, omniglot_dir, download, progress)
-    arrays = decoded(source, data_root)
+    arrays = decoded(source, data_root, progress=progress)
     characters = [str(c) for c in arrays["characters"]]
     images, char = arrays["images"], arrays["char"].astype(np.int64)
     if images.ndim != 3 or images.shape[0] != char.shape[0]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -50,14 +50,17 @@ def decode_pngs(
     resample: str = "lanczos",
     invert: bool = False,
     workers: int | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: str | None = None,
 ) -> np.ndarray:
     """Decode ``sources`` as greyscale into a uint8 array [N, H, W].
 
     With ``size=None`` every image must have the shape of the first one; otherwise each is
     resized to ``size`` (height, width) with ``resample`` ("lanczos" or "bilinear").
     ``invert`` maps v -> 255 - v (Omniglot: black strokes on white become bright on dark).
+    ``progress``: a description to show a progress bar with (large jobs only), or None.
     """
+    from tqdm.auto import tqdm
+
     n = len(sources)
     if size is None:
         target, resize = (probe_shape(sources[0]) if n else (0, 0)), False
@@ -83,9 +86,9 @@ def decode_pngs(
                     f"{target[0]}x{target[1]}; all images of a split must share one size"
                 )
             out[i] = arr
-        if progress is not None:
-            progress(hi - lo)
+        bar.update(hi - lo)
 
+    bar = tqdm(total=n, desc=progress, unit="img", disable=progress is None or n < 5000)
     workers = workers or min(8, os.cpu_count() or 1)
     chunk = 512
     bounds = [(lo, min(lo + chunk, n)) for lo in range(0, n, chunk)]
@@ -96,6 +99,7 @@ def decode_pngs(
         with ThreadPoolExecutor(workers) as pool:
             for fut in [pool.submit(decode_range, lo, hi) for lo, hi in bounds]:
                 fut.result()
+    bar.close()
     if invert:
         np.subtract(255, out, out=out)
     return out
