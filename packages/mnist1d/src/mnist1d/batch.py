@@ -24,8 +24,11 @@ def resample(y: np.ndarray, n_new: int) -> np.ndarray:
     return np.interp(np.linspace(0, 1, n_new), np.linspace(0, 1, len(y)), y)
 
 
-class RowResampler:
-    """Resample every row from ``linspace(0, 1, n)`` to ``linspace(0, 1, n_new)`` with np.interp's arithmetic."""
+class Resampler:
+    """Resample along axis 0 from ``linspace(0, 1, n)`` to ``linspace(0, 1, n_new)`` with np.interp's arithmetic.
+
+    Signals are columns here (shape (n, samples)): every step then works on contiguous rows.
+    """
 
     def __init__(self, n: int, n_new: int) -> None:
         xp = np.linspace(0, 1, n)
@@ -34,24 +37,24 @@ class RowResampler:
         self.knot = np.minimum(j0, n - 1)
         self.exact = (j0 >= n - 1) | (xp[self.knot] == x)  # np.interp returns y[j0] on a knot
         self.lo = np.clip(j0, 0, n - 2)
-        self.dx = xp[self.lo + 1] - xp[self.lo]
-        self.offset = x - xp[self.lo]
+        self.dx = (xp[self.lo + 1] - xp[self.lo])[:, None]
+        self.offset = (x - xp[self.lo])[:, None]
 
     def __call__(self, y: np.ndarray) -> np.ndarray:
-        """Resampled rows of ``y`` (slope * (x - xp[j]) + y[j], or y[j] itself on a knot)."""
-        y_lo = y[:, self.lo]
-        out = y[:, self.lo + 1]
+        """Resampled columns of ``y`` (slope * (x - xp[j]) + y[j], or y[j] itself on a knot)."""
+        y_lo = y[self.lo]
+        out = y[self.lo + 1]
         out -= y_lo
         out /= self.dx
         out *= self.offset
         out += y_lo
         if self.exact.any():
-            out[:, self.exact] = y[:, self.knot[self.exact]]
+            out[self.exact] = y[self.knot[self.exact]]
         return out
 
 
 class GaussianNoiseFilter:
-    """scipy's ``gaussian_filter(noise, 2)`` (reflect mode) on every row, summed in scipy's order.
+    """scipy's ``gaussian_filter(noise, 2)`` (reflect mode) along axis 0, summed in scipy's order.
 
     NumPy releases the GIL inside each step, so this overlaps with the drawing thread; ndimage does not.
     """
@@ -63,15 +66,26 @@ class GaussianNoiseFilter:
             CORR_RADIUS:
         ]  # centre, then distance 1..8
         self.length = length
+        # 'reflect' (half-sample symmetric) extension: position p maps to p mod 2n, mirrored past n
+        r = CORR_RADIUS
+        edge = np.concatenate([np.arange(-r, 0), np.arange(length, length + r)]) % (2 * length)
+        self.edge_source = np.where(edge < length, edge, 2 * length - 1 - edge)
 
-    def __call__(self, noise: np.ndarray) -> np.ndarray:
-        """Filtered rows: centre * w0, then (left + right) * w_d added from the farthest d inwards."""
+    def extended(self, samples: int) -> np.ndarray:
+        """An empty (length + 2 * radius, samples) buffer; write the noise into ``buffer[radius:-radius]``."""
+        return np.empty((self.length + 2 * CORR_RADIUS, samples))
+
+    def __call__(self, ext: np.ndarray) -> np.ndarray:
+        """Filter the noise held in ``ext[radius:-radius]``: centre * w0, then (before + after) * w_d
+        added from the farthest d inwards."""
         r, n = CORR_RADIUS, self.length
-        ext = np.pad(noise, ((0, 0), (r, r)), mode="symmetric")
-        out = ext[:, r : r + n] * self.weights[0]
+        noise = ext[r : r + n]
+        ext[:r] = noise[self.edge_source[:r]]
+        ext[r + n :] = noise[self.edge_source[r:]]
+        out = noise * self.weights[0]
         pair = np.empty_like(out)
         for d in range(r, 0, -1):
-            np.add(ext[:, r - d : r - d + n], ext[:, r + d : r + d + n], out=pair)
+            np.add(ext[r - d : r - d + n], ext[r + d : r + d + n], out=pair)
             pair *= self.weights[d]
             out += pair
         return out
@@ -102,7 +116,7 @@ class BatchTransform:
             )
         self.corr = GaussianNoiseFilter(length)
         self.shear_line = np.linspace(-0.5, 0.5, length)
-        self.subsample = RowResampler(length, args.final_seq_length)
+        self.subsample = Resampler(length, args.final_seq_length)
 
     def _dilated_and_rolled(
         self, labels: np.ndarray, pad_ix: np.ndarray, shift: np.ndarray
@@ -126,21 +140,31 @@ class BatchTransform:
         return np.take_along_axis(rows[inverse.reshape(-1)], idx, axis=1)
 
     def __call__(self, draws: ChunkDraws, labels: np.ndarray) -> np.ndarray:
-        """Transform one chunk: (n, final_seq_length) signals in generation order."""
+        """Transform one chunk: (final_seq_length, n) signals as columns, in generation order."""
         args, length = self.args, self.length
         pad_ix = (draws.pad_u * self.num_pads).astype(np.int64)  # int(rand() * (high - low + 1))
         # translate: concatenate([x[-k:], x[:-k]]) is a roll by k, and no change at all when k >= length
         shift = np.where(draws.shift < length, draws.shift, 0)
-        x = self._dilated_and_rolled(
+        rolled = self._dilated_and_rolled(
             labels, pad_ix, shift
         )  # rolling first is exact: it only moves values
-        x *= (1 + args.scale_coeff * (draws.scale_u - 0.5))[:, None]
+        n = len(rolled)
+        x = np.empty(
+            (length, n)
+        )  # signals become columns: every later step runs on contiguous rows
+        np.multiply(rolled.T, 1 + args.scale_coeff * (draws.scale_u - 0.5), out=x)  # scale
 
         # correlated noise only where the signal is exactly zero (the padding), then iid noise everywhere
-        noise = self.corr(args.corr_noise_scale * draws.normals[:, :length])
+        ext = self.corr.extended(n)
+        np.multiply(
+            draws.normals[:, :length].T, args.corr_noise_scale, out=ext[CORR_RADIUS:-CORR_RADIUS]
+        )
+        noise = self.corr(ext)
         np.copyto(noise, x, where=x != 0)
-        iid = args.iid_noise_scale * draws.normals[:, length:]
+        iid = np.multiply(
+            draws.normals[:, length:].T, args.iid_noise_scale, out=x
+        )  # x is no longer needed
         noise += iid
         # shear
-        noise -= np.multiply.outer(args.shear_scale * (draws.shear_u - 0.5), self.shear_line)
+        noise -= np.multiply.outer(self.shear_line, args.shear_scale * (draws.shear_u - 0.5))
         return self.subsample(noise)

@@ -23,7 +23,7 @@ def _transform_into(
     out: np.ndarray, draws: ChunkDraws, labels: np.ndarray, transform: BatchTransform
 ) -> None:
     """Transform one chunk and store it at its place in ``out`` (runs in the worker thread)."""
-    out[draws.start : draws.start + draws.count] = transform(draws, labels)
+    out[draws.start : draws.start + draws.count] = transform(draws, labels).T
 
 
 def generate(
@@ -71,8 +71,9 @@ def generate(
     t = resample(
         resample(np.asarray(templates["t"], dtype=np.float64), length), args.final_seq_length
     )
-    t = t / xs.std()
-    mean, std = xs.mean(), xs.std()
+    std = xs.std()
+    t = t / std
+    mean = xs.mean()
     xs -= mean  # in place: the same operations as (xs - mean) / std, without two more copies
     xs /= std
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from mnist1d.batch import CORR_SIGMA, EPS, RowResampler
+from mnist1d.batch import CORR_SIGMA, EPS, Resampler
 
 
 def pad(x: np.ndarray, padding: tuple[int, int]) -> np.ndarray:
@@ -50,9 +50,8 @@ def interpolate(x: np.ndarray, N: int) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if x.ndim == 1:
         return np.interp(np.linspace(0, 1, N), np.linspace(0, 1, len(x)), x)
-    rows = np.moveaxis(x, 0, -1).reshape(-1, len(x))
-    out = RowResampler(len(x), N)(rows)
-    return np.moveaxis(out.reshape(x.shape[1:] + (N,)), -1, 0)
+    out = Resampler(len(x), N)(x.reshape(len(x), -1))
+    return out.reshape((N,) + x.shape[1:])
 
 
 def transform(
