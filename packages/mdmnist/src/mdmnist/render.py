@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +62,20 @@ def png_filename(k: int, name: str) -> str:
     return f"{k}_{name}.png"
 
 
+FILE_THREADS = 4  # file creation waits on the disk and releases the GIL: overlap a few
+
+
+def write_file(path: str, data: bytes) -> None:
+    """Create PATH (it must not exist yet) holding DATA."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
 def render_class(job: ClassJob) -> ClassResult:
     """Render one class block by block so memory stays bounded by one chunk of images."""
     assert _DIGITS is not None, "init_worker was not called"
@@ -68,8 +84,25 @@ def render_class(job: ClassJob) -> ClassResult:
     png_hash = hashlib.sha256() if wants_png else None
     result = ClassResult(job.split, job.index, job.name, "")
     pngs: list[bytes] = []
+    files = None
     if job.png_dir is not None:
         Path(job.png_dir).mkdir(parents=True, exist_ok=True)
+        files = ThreadPoolExecutor(FILE_THREADS)
+    try:
+        _render_blocks(job, result, pixels, png_hash, pngs, files)
+    finally:
+        if files is not None:
+            files.shutdown(wait=True)
+    result.pixels_sha256 = pixels.hexdigest()
+    if png_hash is not None:
+        result.png_sha256 = png_hash.hexdigest()
+    if job.want_png_bytes:
+        result.png_bytes = pngs
+    return result
+
+
+def _render_blocks(job, result, pixels, png_hash, pngs, files) -> None:
+    """Composite, digest and encode the class block by block (at most job.chunk images at once)."""
     count = len(job.src)
     for start in range(0, count, job.chunk):
         stop = min(start + job.chunk, count)
@@ -84,18 +117,14 @@ def render_class(job: ClassJob) -> ClassResult:
             else:
                 block_bytes = block.data
             result.hdf5_chunks.append(deflate(block_bytes))
-        if wants_png:
+        if png_hash is not None:
             encoded = encode_gray(block)
-            for k, data in enumerate(encoded, start):
+            for data in encoded:
                 png_hash.update(data)
-                if job.png_dir is not None:
-                    with open(Path(job.png_dir) / png_filename(k, job.name), "wb") as fh:
-                        fh.write(data)
+            if files is not None:
+                paths = [
+                    os.path.join(job.png_dir, png_filename(k, job.name)) for k in range(start, stop)
+                ]
+                list(files.map(write_file, paths, encoded))  # re-raises any OSError here
             if job.want_png_bytes:
                 pngs.extend(encoded)
-    result.pixels_sha256 = pixels.hexdigest()
-    if png_hash is not None:
-        result.png_sha256 = png_hash.hexdigest()
-    if job.want_png_bytes:
-        result.png_bytes = pngs
-    return result
