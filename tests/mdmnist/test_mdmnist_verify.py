@@ -88,3 +88,18 @@ def test_preview_writes_a_png(tmp_path, pristine):
 
     with Image.open(out) as im:
         assert im.size[0] > 300 and im.size[1] > 200
+
+
+@pytest.mark.parametrize("fmt", ["png", "torchmeta"])
+def test_preview_from_a_single_format(tmp_path, fmt):
+    """Preview reads samples from whichever format is present; verify passes on each alone."""
+    out = mdmnist.generate(
+        num_digit=2, num_image_per_class=3, output=tmp_path / fmt, formats=(fmt,), progress=False
+    )
+    assert mdmnist.verify(out) == []
+    result = CliRunner().invoke(
+        cli, ["preview", str(out), "--output", str(tmp_path / "p.png"), "--classes", "3"]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "p.png").stat().st_size > 1000
+    assert not list(tmp_path.glob(".*"))  # no temp file left
