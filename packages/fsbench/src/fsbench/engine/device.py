@@ -1,0 +1,73 @@
+"""Device choice, determinism, and mixed precision (CUDA only)."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+
+import numpy as np
+import torch
+
+from fsbench.errors import FsbenchError
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def resolve_device(choice: str) -> torch.device:
+    """``auto`` -> cuda when available else cpu; ``cuda`` without a GPU is a user error."""
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice == "cpu":
+        return torch.device("cpu")
+    if choice.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise FsbenchError(
+                "--device cuda: no CUDA GPU is available here (torch.cuda.is_available() is False); "
+                "use --device cpu or auto"
+            )
+        return torch.device(choice)
+    raise FsbenchError(f"--device must be auto, cpu or cuda, got {choice!r}")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def configure_backend(device: torch.device) -> None:
+    """Deterministic kernels on CPU; cudnn.benchmark (fast, not bitwise reproducible) on CUDA."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.use_deterministic_algorithms(False)
+    else:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def resolve_precision(choice: str, device: torch.device) -> str:
+    """``auto`` -> bf16 on CUDA GPUs that support it (fp16 otherwise), fp32 on CPU."""
+    if choice not in PRECISIONS:
+        raise FsbenchError(f"--precision must be one of {', '.join(PRECISIONS)}, got {choice!r}")
+    if device.type != "cuda":
+        if choice in ("bf16", "fp16"):
+            raise FsbenchError(f"--precision {choice} is for CUDA only; use fp32 or auto on CPU")
+        return "fp32"
+    if choice == "auto":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return choice
+
+
+def autocast(device: torch.device, precision: str):
+    """The autocast context for a precision (a no-op for fp32)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
+    """A GradScaler that is active only for fp16 (bf16 and fp32 need none)."""
+    return torch.amp.GradScaler(device.type, enabled=(precision == "fp16"))

@@ -1,0 +1,47 @@
+"""Few-shot methods (MAML, first-order MAML, ProtoNets) and the MNIST-1D classifiers."""
+
+from __future__ import annotations
+
+from fsbench.methods.base import EvalResult, Method
+from fsbench.methods.classifier import Classifier
+from fsbench.methods.maml import FOMAML, MAML
+from fsbench.methods.protonet import ProtoNet
+
+METHODS: dict[str, type[Method]] = {
+    "maml": MAML,
+    "fomaml": FOMAML,
+    "protonet": ProtoNet,
+    "logreg": Classifier,
+    "mlp": Classifier,
+    "cnn": Classifier,
+    "gru": Classifier,
+}
+
+DESCRIPTIONS: dict[str, str] = {
+    "maml": "MAML, second order (Finn et al. 2017), Conv-4, torch.func inner loop",
+    "fomaml": "first-order MAML (inner gradient treated as constant)",
+    "protonet": "Prototypical Networks (Snell et al. 2017), Conv-4 embedding",
+    "logreg": "MNIST-1D logistic regression 40 -> 10",
+    "mlp": "MNIST-1D MLP 40 -> 100 -> 100 -> 10",
+    "cnn": "MNIST-1D CNN, three strided Conv1d (25 channels)",
+    "gru": "MNIST-1D bidirectional GRU, hidden 6",
+}
+
+EPISODIC = ("maml", "fomaml", "protonet")
+CLASSIFIERS = ("logreg", "mlp", "cnn", "gru")
+
+
+def build_method(settings: dict, example_shape: tuple[int, ...], num_classes: int) -> Method:
+    """The method named by ``settings['method']``, its model built for ``example_shape``."""
+    return METHODS[settings["method"]](settings, example_shape, num_classes)
+
+
+__all__ = [
+    "METHODS",
+    "DESCRIPTIONS",
+    "EPISODIC",
+    "CLASSIFIERS",
+    "EvalResult",
+    "Method",
+    "build_method",
+]

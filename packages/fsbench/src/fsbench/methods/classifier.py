@@ -1,0 +1,55 @@
+"""The MNIST-1D classifiers trained as ordinary supervised models, scored on the full test split."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from fsbench.data.store import ArrayStore
+from fsbench.methods.base import EvalResult, Method, binomial_ci
+from fsbench.models.mnist1d import build_mnist1d_model
+
+
+class Classifier(Method):
+    """Minibatch cross-entropy training; accuracy on the whole test split with a binomial CI."""
+
+    episodic = False
+
+    def __init__(self, settings: dict, example_shape: tuple[int, ...], num_classes: int) -> None:
+        super().__init__(settings, example_shape, num_classes)
+        self.name = settings["method"]
+        length = 1
+        for d in example_shape:
+            length *= int(d)
+        self.model = build_mnist1d_model(self.name, length=length, num_classes=num_classes)
+
+    def check(self, store: ArrayStore, split: str) -> None:
+        if len(store) == 0:
+            raise ValueError(f"the {split} split is empty")
+
+    def sample_train(self, store: ArrayStore, generator: torch.Generator):
+        return store.sample_batch(generator, self.settings["batch_size"])
+
+    def train_loss(self, batch) -> tuple[torch.Tensor, dict[str, float]]:
+        x, y = batch
+        logits = self.model(x)
+        loss = F.cross_entropy(logits, y)
+        acc = (logits.argmax(1) == y).float().mean()
+        return loss, {"loss": float(loss.detach()), "accuracy": float(acc)}
+
+    def evaluate(
+        self, store: ArrayStore, generator: torch.Generator, episodes: int, progress=None
+    ) -> EvalResult:
+        correct = 0
+        self.model.eval()
+        with torch.no_grad():
+            for start in range(0, len(store), 1000):
+                x = store.to_float(store.data[start : start + 1000])
+                y = store.labels[start : start + 1000]
+                correct += int((self.model(x).argmax(1) == y).sum())
+                if progress is not None:
+                    progress.update(len(y))
+        self.model.train()
+        res = binomial_ci(correct, len(store))
+        res.episodes = len(store)
+        return res

@@ -1,0 +1,154 @@
+"""MAML (second order) and first-order MAML with one functional inner loop (torch.func).
+
+The inner loop is written once as a function of a parameter dict (``functional_call`` +
+``torch.func.grad``). A meta-batch runs it either as a Python loop over the tasks or with
+``torch.func.vmap`` over them; both give the same meta-gradient. Measured on 2 CPU cores the loop
+is about 3x faster than vmap (vmap's batched convolutions fall back to slow grouped kernels on
+CPU), so ``auto`` picks the loop on CPU and vmap on CUDA, where one batched launch per layer
+beats many small ones (see benchmarks/bench_maml.py).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, grad, vmap
+
+from fsbench.data.store import ArrayStore, Episode
+from fsbench.methods.base import EvalResult, Method, episode_ci
+from fsbench.models.conv4 import Conv4
+
+EXECUTIONS = ("auto", "loop", "vmap", "compile")
+
+
+def resolve_execution(choice: str, device: torch.device) -> str:
+    """``auto`` -> ``loop`` on CPU and ``vmap`` on CUDA (see the module docstring)."""
+    if choice not in EXECUTIONS:
+        raise ValueError(f"maml execution must be one of {EXECUTIONS}, got {choice!r}")
+    if choice == "auto":
+        return "vmap" if device.type == "cuda" else "loop"
+    return choice
+
+
+class MAML(Method):
+    """Model-agnostic meta-learning on a Conv-4 with a linear head of ``way`` outputs."""
+
+    name = "maml"
+    first_order = False
+
+    def __init__(self, settings: dict, example_shape: tuple[int, ...], num_classes: int) -> None:
+        super().__init__(settings, example_shape, num_classes)
+        self.way = settings["way"]
+        self.model = Conv4(
+            example_shape, hidden=settings["hidden"], num_classes=self.way, pool=settings["pool"]
+        )
+        self.inner_lr = float(settings["inner_lr"])
+        self.inner_steps = int(settings["inner_steps"])
+        self.test_inner_steps = int(settings["test_inner_steps"])
+        self.execution = settings.get("maml_exec", "loop")
+        self._compiled = None
+
+    def to(self, device: torch.device) -> MAML:
+        super().to(device)
+        self.execution = resolve_execution(self.settings.get("maml_exec", "auto"), device)
+        return self
+
+    # -- the one inner loop -------------------------------------------------------------
+    def adapt(
+        self, params: dict[str, torch.Tensor], xs: torch.Tensor, ys: torch.Tensor, steps: int
+    ) -> dict[str, torch.Tensor]:
+        """``steps`` gradient steps of size inner_lr on the support loss of one task."""
+
+        def support_loss(p: dict[str, torch.Tensor]) -> torch.Tensor:
+            return F.cross_entropy(functional_call(self.model, p, (xs,)), ys)
+
+        for _ in range(steps):
+            grads = grad(support_loss)(params)
+            if self.first_order:
+                grads = {k: g.detach() for k, g in grads.items()}
+            params = {k: p - self.inner_lr * grads[k] for k, p in params.items()}
+        return params
+
+    def task_loss(
+        self,
+        params: dict[str, torch.Tensor],
+        xs: torch.Tensor,
+        ys: torch.Tensor,
+        xq: torch.Tensor,
+        yq: torch.Tensor,
+        steps: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Query loss and accuracy of one task after adapting on its support set."""
+        fast = self.adapt(params, xs, ys, steps)
+        logits = functional_call(self.model, fast, (xq,))
+        loss = F.cross_entropy(logits, yq)
+        acc = (logits.argmax(-1) == yq).float().mean()
+        return loss, acc
+
+    def run_tasks(
+        self, params: dict[str, torch.Tensor], ep: Episode, steps: int, execution: str | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-task query losses and accuracies [B] of a meta-batch, by loop, vmap or compile."""
+        execution = execution or self.execution
+        self.model.set_fused_norm(execution != "vmap")
+        if execution == "vmap":
+
+            def one(xs, ys, xq, yq):
+                return self.task_loss(params, xs, ys, xq, yq, steps)
+
+            return vmap(one)(ep.support_x, ep.support_y, ep.query_x, ep.query_y)
+        fn = self.task_loss
+        if execution == "compile":
+            if self._compiled is None:
+                self._compiled = torch.compile(self.task_loss, dynamic=False)
+            fn = self._compiled
+        losses, accs = [], []
+        for b in range(ep.support_x.shape[0]):
+            loss, acc = fn(
+                params, ep.support_x[b], ep.support_y[b], ep.query_x[b], ep.query_y[b], steps
+            )
+            losses.append(loss)
+            accs.append(acc)
+        return torch.stack(losses), torch.stack(accs)
+
+    # -- Method API ----------------------------------------------------------------------
+    def check(self, store: ArrayStore, split: str) -> None:
+        s = self.settings
+        query = s["train_query"] if split == "train" else s["query"]
+        store.check_episode(s["way"], s["shot"], query)
+
+    def sample_train(self, store: ArrayStore, generator: torch.Generator) -> Episode:
+        s = self.settings
+        return store.sample_episode(
+            generator, s["way"], s["shot"], s["train_query"], s["meta_batch"]
+        )
+
+    def train_loss(self, batch: Episode) -> tuple[torch.Tensor, dict[str, float]]:
+        params = dict(self.model.named_parameters())
+        losses, accs = self.run_tasks(params, batch, self.inner_steps)
+        loss = losses.mean()
+        return loss, {"loss": float(loss.detach()), "accuracy": float(accs.mean())}
+
+    def evaluate(
+        self, store: ArrayStore, generator: torch.Generator, episodes: int, progress=None
+    ) -> EvalResult:
+        s = self.settings
+        params = {k: v.detach() for k, v in self.model.named_parameters()}
+        chunk = max(1, int(s["meta_batch"]))
+        accs: list[float] = []
+        while len(accs) < episodes:
+            b = min(chunk, episodes - len(accs))
+            ep = store.sample_episode(generator, s["way"], s["shot"], s["query"], b)
+            with torch.no_grad():
+                _, acc = self.run_tasks(params, ep, self.test_inner_steps)
+            accs.extend(float(a) for a in acc)
+            if progress is not None:
+                progress.update(b)
+        return episode_ci(accs)
+
+
+class FOMAML(MAML):
+    """First-order MAML: the inner gradient is treated as a constant in the meta-gradient."""
+
+    name = "fomaml"
+    first_order = True

@@ -1,0 +1,143 @@
+"""Files of one run: result.json, the metrics log (JSON lines), the training curve PNG.
+
+Everything is written to a temporary path and renamed, so nothing is ever half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+
+RESULT = "result.json"
+METRICS = "metrics.jsonl"
+CURVE = "curve.png"
+CHECKPOINT = "checkpoint.pt"
+
+RESULT_FIELDS = (
+    "method",
+    "dataset",
+    "way",
+    "shot",
+    "query",
+    "accuracy",
+    "ci95",
+    "episodes",
+    "iterations",
+    "seed",
+    "device",
+    "wall_seconds",
+    "versions",
+)
+
+
+def versions() -> dict[str, str | None]:
+    """Versions of python, torch, numpy and the three project packages."""
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for dist in ("torch", "numpy", "fsbench", "mdmnist", "mnist1d"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: dict) -> None:
+    """Pretty JSON, atomically."""
+    atomic_write_bytes(
+        path, (json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n").encode()
+    )
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+class MetricsLog:
+    """Append-only JSON-lines log whose byte position is checkpointed for exact resume."""
+
+    def __init__(self, path: Path, resume_position: int | None = None) -> None:
+        self.path = Path(path)
+        if resume_position is None:
+            self.path.write_bytes(b"")
+        else:
+            with open(self.path, "r+b" if self.path.exists() else "wb") as fh:
+                fh.truncate(resume_position)
+        self._fh = open(self.path, "ab")  # noqa: SIM115 (kept open for the run)
+
+    def write(self, record: dict) -> None:
+        self._fh.write((json.dumps(record) + "\n").encode())
+
+    def position(self) -> int:
+        self._fh.flush()
+        return self._fh.tell()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """All records of a metrics log."""
+    p = Path(path)
+    if not p.exists():
+        return []
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+
+def plot_curve(metrics: list[dict], path: Path, title: str) -> None:
+    """Training loss and accuracy (and validation accuracy, if logged) against iteration, as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [m for m in metrics if "loss" in m]
+    val = [m for m in metrics if "val_accuracy" in m]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    if train:
+        it = [m["iteration"] for m in train]
+        ax1.plot(it, [m["loss"] for m in train], lw=0.8)
+        ax2.plot(it, [m["accuracy"] for m in train], lw=0.8, label="train (query) accuracy")
+    if val:
+        ax2.plot(
+            [m["iteration"] for m in val],
+            [m["val_accuracy"] for m in val],
+            "o-",
+            label="validation",
+        )
+    ax1.set_xlabel("iteration")
+    ax1.set_ylabel("training loss")
+    ax2.set_xlabel("iteration")
+    ax2.set_ylabel("accuracy")
+    ax2.set_ylim(0, 1)
+    ax2.legend(loc="lower right", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    tmp = Path(path).with_name(f".{Path(path).name}.tmp{os.getpid()}.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def find_results(paths: list[Path]) -> list[tuple[Path, dict]]:
+    """Every result.json under the given directories (recursively), with its parsed content."""
+    found = []
+    for root in paths:
+        root = Path(root)
+        files = [root] if root.is_file() else sorted(root.rglob(RESULT))
+        for f in files:
+            try:
+                found.append((f, read_json(f)))
+            except (OSError, json.JSONDecodeError):
+                continue
+    return found
