@@ -107,7 +107,7 @@ def train_steps(method, store, steps: int, seed: int = 0) -> list[float]:
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return losses
 
 

@@ -69,3 +69,9 @@ def test_cnn_flattens_125_features_and_gru_all_outputs():
 def test_unknown_classifier():
     with pytest.raises(ValueError, match="logreg"):
         build_mnist1d_model("resnet")
+
+
+def test_conv4_mean_readout_feeds_hidden_values_to_the_head():
+    model = Conv4((1, 64, 64), hidden=8, num_classes=5, readout="mean")
+    assert model.feature_dim == 8 and model.head.in_features == 8
+    assert model(torch.rand(2, 1, 64, 64)).shape == (2, 5)

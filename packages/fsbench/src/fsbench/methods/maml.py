@@ -40,7 +40,11 @@ class MAML(Method):
         super().__init__(settings, example_shape, num_classes)
         self.way = settings["way"]
         self.model = Conv4(
-            example_shape, hidden=settings["hidden"], num_classes=self.way, pool=settings["pool"]
+            example_shape,
+            hidden=settings["hidden"],
+            num_classes=self.way,
+            pool=settings["pool"],
+            readout=settings.get("readout", "flatten"),
         )
         self.inner_lr = float(settings["inner_lr"])
         self.inner_steps = int(settings["inner_steps"])

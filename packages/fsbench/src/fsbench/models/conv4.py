@@ -58,6 +58,11 @@ class ConvBlock(nn.Module):
 class Conv4(nn.Module):
     """The Conv-4 backbone; with ``num_classes`` a linear head gives logits, else it embeds.
 
+    ``readout="mean"`` averages the last feature map over space before the head (what the MAML
+    reference code does for every dataset but miniImageNet, keeping the head's input at
+    ``hidden`` values so that the 0.4 fast learning rate is stable on large images);
+    ``"flatten"`` keeps every position (ProtoNets, MAML on miniImageNet).
+
     Inputs are [B, C, H, W] or [B, H, W] (a channel axis is added); ``input_shape`` excludes
     the batch axis and fixes the flattened feature size.
     """
@@ -69,8 +74,12 @@ class Conv4(nn.Module):
         num_classes: int | None = None,
         pool: str = "max",
         depth: int = 4,
+        readout: str = "flatten",
     ) -> None:
         super().__init__()
+        if readout not in ("flatten", "mean"):
+            raise ValueError(f"readout must be 'flatten' or 'mean', got {readout!r}")
+        self.readout = readout
         if pool not in ("max", "stride"):
             raise ValueError(f"pool must be 'max' or 'stride', got {pool!r}")
         shape = tuple(input_shape)
@@ -81,7 +90,8 @@ class Conv4(nn.Module):
         self.blocks = nn.Sequential(
             *[ConvBlock(chans[i], chans[i + 1], pool) for i in range(depth)]
         )
-        self.feature_dim = self._features_size(shape, hidden, depth, pool)
+        flat = self._features_size(shape, hidden, depth, pool)
+        self.feature_dim = hidden if readout == "mean" else flat
         self.head = nn.Linear(self.feature_dim, num_classes) if num_classes else None
 
     @staticmethod
@@ -103,10 +113,11 @@ class Conv4(nn.Module):
                 m.fused = fused
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Flattened features [B, feature_dim]."""
+        """Features [B, feature_dim]: the last block flattened, or averaged over space (``mean``)."""
         if x.dim() == 3:
             x = x.unsqueeze(1)
-        return self.blocks(x).flatten(1)
+        h = self.blocks(x)
+        return h.mean(dim=(2, 3)) if self.readout == "mean" else h.flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.embed(x)
