@@ -181,3 +181,14 @@ def test_classifiers_learn_and_use_binomial_ci(name):
     p, n = res.accuracy, len(test)
     assert res.ci95 == pytest.approx(1.96 * (p * (1 - p) / n) ** 0.5)
     assert res.episodes == n and "binomial" in res.ci95_method
+
+
+def test_test_time_adaptation_same_under_loop_and_vmap(store):
+    s = maml_settings(test_inner_steps=2)
+    torch.manual_seed(0)
+    method = build_method(s, store.example_shape, store.num_classes)
+    scores = {}
+    for execution in ("loop", "vmap"):
+        method.execution = execution
+        scores[execution] = method.evaluate(store, torch.Generator().manual_seed(0), 8).per_episode
+    assert scores["loop"] == pytest.approx(scores["vmap"])
