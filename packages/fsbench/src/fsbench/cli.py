@@ -172,9 +172,13 @@ def run(method: str, dataset: str, **opts) -> None:
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--seeds", help="comma-separated seeds (default: the table's)")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--threads", type=POS, help="torch CPU threads for every cell (default: the preset's)"
+)
 @click.option("--overwrite", is_flag=True, help="re-run cells that already have a result")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def reproduce(
+    threads: int | None,
     table: str,
     quick: bool,
     out: Path | None,
@@ -212,6 +216,8 @@ def reproduce(
                 )
                 overrides["data_options"] = dict(spec.quick_overrides.get("data_options", {}))
             overrides["seed"] = seed
+            if threads:
+                overrides["threads"] = threads
             settings = resolve_settings(cell.method, cell.dataset, overrides)
             if cell.dataset in MDMNIST_DATASETS or cell.dataset == "omniglot":
                 settings["data_options"].setdefault("progress", not quiet)
