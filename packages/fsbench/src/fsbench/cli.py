@@ -61,6 +61,32 @@ def _fmt_pct(x: float) -> str:
     return f"{100 * x:.2f}"
 
 
+def _data_options(name: str, dataset_dir: Path | None, download: bool) -> dict:
+    """Data-layer options for --dataset-dir and --download; the source format is detected."""
+    options: dict = {}
+    if download:
+        if name != "omniglot":
+            raise FsbenchError(f"--download applies to omniglot only, not {name}")
+        options["download"] = True
+    if dataset_dir is None:
+        return options
+    if name == "omniglot":
+        options["omniglot_dir"] = str(dataset_dir)
+    elif name in MDMNIST_DATASETS:
+        if (dataset_dir / "train.h5").is_file():
+            options.update(path=str(dataset_dir), source="hdf5")
+        elif (dataset_dir / "train").is_dir():
+            options.update(path=str(dataset_dir), source="png")
+        else:
+            raise FsbenchError(
+                f"--dataset-dir {dataset_dir} holds neither train.h5 (mdmnist HDF5) nor a "
+                "train/ PNG tree"
+            )
+    else:
+        raise FsbenchError(f"--dataset-dir applies to {', '.join(MDMNIST_DATASETS)} and omniglot")
+    return options
+
+
 @main.command()
 @click.argument(
     "method", type=click.Choice(sorted(METHODS), case_sensitive=False), metavar="METHOD"
@@ -111,6 +137,15 @@ def _fmt_pct(x: float) -> str:
     type=click.Path(file_okay=False, path_type=Path),
     help="dataset cache (default $FSBENCH_DATA or ~/.cache/fsbench)",
 )
+@click.option(
+    "--dataset-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="use this dataset folder as it is: an mdmnist output (HDF5 or PNG tree, e.g. the "
+    "published download) or an Omniglot folder of official zips",
+)
+@click.option(
+    "--download", is_flag=True, help="omniglot: download the full official set if missing"
+)
 @click.option("--eval-every", type=NONNEG, help="validate every N iterations (0: never)")
 @click.option(
     "--checkpoint-every", type=NONNEG, help="checkpoint every N iterations (0: only at the end)"
@@ -124,6 +159,7 @@ def run(method: str, dataset: str, **opts) -> None:
     method = method.lower()
     name = _dataset(dataset)
     images = opts.pop("images_per_class")
+    data_options = _data_options(name, opts.pop("dataset_dir"), opts.pop("download"))
     overrides = {
         k: opts.pop(k)
         for k in list(opts)
@@ -134,7 +170,9 @@ def run(method: str, dataset: str, **opts) -> None:
             raise FsbenchError(
                 f"--images-per-class applies to {', '.join(MDMNIST_DATASETS)} only, not {name}"
             )
-        overrides["data_options"] = {"num_image_per_class": images}
+        data_options["num_image_per_class"] = images
+    if data_options:
+        overrides["data_options"] = data_options
     settings = resolve_settings(method, name, overrides)
     if name in MDMNIST_DATASETS or name == "omniglot":
         settings["data_options"].setdefault("progress", not opts["quiet"])
