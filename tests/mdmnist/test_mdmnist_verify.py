@@ -90,6 +90,17 @@ def test_preview_writes_a_png(tmp_path, pristine):
         assert im.size[0] > 300 and im.size[1] > 200
 
 
+def test_preview_keeps_an_existing_file_unless_overwrite(tmp_path, pristine):
+    out = tmp_path / "preview.png"
+    out.write_bytes(b"mine")
+    result = CliRunner().invoke(cli, ["preview", str(pristine), "--output", str(out)])
+    assert result.exit_code != 0 and "--overwrite" in result.output
+    assert out.read_bytes() == b"mine"
+    args = ["preview", str(pristine), "--output", str(out), "--overwrite"]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
+
+
 @pytest.mark.parametrize("fmt", ["png", "torchmeta"])
 def test_preview_from_a_single_format(tmp_path, fmt):
     """Preview reads samples from whichever format is present; verify passes on each alone."""

@@ -173,11 +173,12 @@ def verify_cmd(directory: str) -> None:
 @click.option("--output", type=click.Path(), required=True, help="PNG file to write.")
 @click.option("--classes", type=click.IntRange(1, 50), default=6, show_default=True)
 @click.option("--per-class", type=click.IntRange(1, 50), default=8, show_default=True)
-def preview_cmd(directory: str, output: str, classes: int, per_class: int) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+def preview_cmd(directory: str, output: str, classes: int, per_class: int, overwrite: bool) -> None:
     """Draw a grid of samples per split into a PNG file."""
     from .preview import preview
 
-    click.echo(f"wrote {preview(directory, output, classes, per_class)}")
+    click.echo(f"wrote {preview(directory, output, classes, per_class, overwrite)}")
 
 
 def main() -> None:

@@ -55,9 +55,15 @@ def _samples(
 
 
 def preview(
-    directory: str | Path, output: str | Path, classes: int = 6, per_class: int = 8
+    directory: str | Path,
+    output: str | Path,
+    classes: int = 6,
+    per_class: int = 8,
+    overwrite: bool = False,
 ) -> Path:
     """Draw CLASSES x PER_CLASS samples for each split into the PNG file OUTPUT (atomically)."""
+    if Path(output).exists() and not overwrite:
+        raise MdmnistError(f"output {output} already exists; pass --overwrite to replace it")
     import matplotlib
 
     matplotlib.use("Agg")
