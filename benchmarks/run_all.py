@@ -28,7 +28,9 @@ def _load(name: str):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--reference-python", required=True, help="python with mnist1d==0.0.2.post1")
+    parser.add_argument(
+        "--reference-python", required=True, help="python with mnist1d==0.0.2.post1"
+    )
     parser.add_argument("--only", nargs="*", choices=BENCHMARKS, default=BENCHMARKS)
     args = parser.parse_args(argv)
     for name in args.only:
