@@ -49,6 +49,8 @@ def assert_one_line_error(result, *needles: str) -> None:
         (("run", "maml", "doubled", "--device", "tpu"), ("--device",)),
         (("reproduce", "nope"), ("'nope'", "mnist1d", "multidigit-maml", "protonet-omniglot")),
         (("reproduce", "mnist1d", "--seeds", "a,b"), ("--seeds",)),
+        (("reproduce", "mnist1d", "--jobs", "0"), ("--jobs", "0")),
+        (("reproduce", "mnist1d", "--iterations", "0"), ("--iterations", "0")),
         (("table", "/definitely/not/here"), ("/definitely/not/here",)),
     ],
 )

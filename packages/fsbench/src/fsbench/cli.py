@@ -215,6 +215,14 @@ def run(method: str, dataset: str, **opts) -> None:
 )
 @click.option("--overwrite", is_flag=True, help="re-run cells that already have a result")
 @click.option("--quiet", is_flag=True, help="no progress bars")
+@click.option("--iterations", type=POS, help="training iterations of every cell (e.g. a smoke run)")
+@click.option(
+    "--jobs",
+    type=POS,
+    default=1,
+    show_default=True,
+    help="cells run side by side in this many processes (one torch thread each unless --threads)",
+)
 def reproduce(
     threads: int | None,
     table: str,
@@ -225,9 +233,11 @@ def reproduce(
     data_root,
     overwrite: bool,
     quiet: bool,
+    iterations: int | None,
+    jobs: int,
 ) -> None:
     """Run every cell of a source TABLE and print it beside the published numbers."""
-    from fsbench.engine import run_setting
+    from fsbench.engine.parallel import CellJob, prepare_data, run_jobs
     from fsbench.presets import resolve_settings
     from fsbench.results import RESULT, read_json
     from fsbench.tables import pivot_frame, results_frame, to_markdown, write_tables
@@ -244,7 +254,9 @@ def reproduce(
     else:
         seed_list = spec.quick_seeds if quick else spec.seeds
     t0 = time.perf_counter()
-    results = []
+    labels: list[str] = []
+    results: list[dict | None] = []
+    todo: list[tuple[int, CellJob]] = []
     for cell in spec.cells:
         for seed in seed_list:
             overrides = dict(cell.overrides)
@@ -253,32 +265,31 @@ def reproduce(
                     {k: v for k, v in spec.quick_overrides.items() if k != "data_options"}
                 )
                 overrides["data_options"] = dict(spec.quick_overrides.get("data_options", {}))
-            overrides["seed"] = seed
-            if threads:
-                overrides["threads"] = threads
+            overrides.update(seed=seed, threads=threads, iterations=iterations)
             settings = resolve_settings(cell.method, cell.dataset, overrides)
+            if jobs > 1 and not settings["threads"]:
+                settings["threads"] = 1  # N processes x torch's default threads oversubscribe
             if cell.dataset in MDMNIST_DATASETS or cell.dataset == "omniglot":
                 settings["data_options"].setdefault("progress", not quiet)
             cell_dir = out / cell.name / f"seed{seed}"
+            labels.append(f"[{cell.name} seed {seed}]")
+            results.append(None)
             if (cell_dir / RESULT).exists() and not overwrite:
                 res = read_json(cell_dir / RESULT)
-                click.echo(
-                    f"[{cell.name} seed {seed}] kept earlier result: {_fmt_pct(res['accuracy'])} %"
-                )
+                results[-1] = res
+                click.echo(f"{labels[-1]} kept earlier result: {_fmt_pct(res['accuracy'])} %")
             else:
-                res = run_setting(
-                    settings,
-                    cell_dir,
-                    data_root=data_root,
-                    device=device,
-                    overwrite=True,
-                    quiet=quiet,
-                )
-                click.echo(
-                    f"[{cell.name} seed {seed}] {_fmt_pct(res['accuracy'])} % ± {_fmt_pct(res['ci95'])} "
-                    f"in {res['wall_seconds']:.1f} s"
-                )
-            results.append(res)
+                job = CellJob(settings, cell_dir, data_root, device, quiet=quiet or jobs > 1)
+                todo.append((len(results) - 1, job))
+    if jobs > 1 and len(todo) > 1:
+        prepare_data([job for _, job in todo])  # generate each dataset once, not once per worker
+    for k, res in run_jobs([job for _, job in todo], jobs):
+        index = todo[k][0]
+        results[index] = res
+        click.echo(
+            f"{labels[index]} {_fmt_pct(res['accuracy'])} % ± {_fmt_pct(res['ci95'])} "
+            f"in {res['wall_seconds']:.1f} s"
+        )
     df = results_frame(results)
     grid = pivot_frame(spec, df)
     write_tables(df, out, "table")

@@ -67,6 +67,14 @@ def load_store(
         raise FsbenchError(f"cannot load the {split} split of {name}: {msg}") from exc
 
 
+def load_options(settings: dict) -> dict:
+    """The data-layer options of a setting (num_image_per_class only for the mdmnist datasets)."""
+    options = dict(settings.get("data_options") or {})
+    if settings["dataset"] not in MDMNIST_DATASETS:
+        options.pop("num_image_per_class", None)
+    return options
+
+
 def check_split(method, store: ArrayStore, dataset: str, split: str) -> None:
     """The episode shape must fit the split: turn the store's ValueError into a user error."""
     try:
@@ -116,9 +124,7 @@ def run_setting(
     seed_everything(int(settings["seed"]))
 
     name, method_name = settings["dataset"], settings["method"]
-    options = dict(settings.get("data_options") or {})
-    if name not in MDMNIST_DATASETS:
-        options.pop("num_image_per_class", None)
+    options = load_options(settings)
     t_start = time.perf_counter()
     train_store = load_store(
         loader, name, "train", data_root=data_root, device=dev, options=options

@@ -1,0 +1,94 @@
+"""Run independent settings (the cells of a table) in worker processes, results as if sequential.
+
+Each cell is seeded and writes into its own directory, so running cells side by side changes
+nothing but the wall time, provided each keeps the same torch thread count. Workers are spawned
+(a fresh interpreter: no forked OpenMP or CUDA state) and show no progress bars.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+
+from fsbench.engine.run import load_options, load_store, run_setting
+from fsbench.errors import FsbenchError
+
+
+@dataclass(frozen=True)
+class CellJob:
+    """One setting to run into ``out`` (overwriting an earlier run there)."""
+
+    settings: dict
+    out: Path
+    data_root: str | Path | None = None
+    device: str = "auto"
+    quiet: bool = False
+
+
+def run_job(job: CellJob) -> dict:
+    """Run one job in this process; the workers' entry point."""
+    return run_setting(
+        job.settings,
+        job.out,
+        data_root=job.data_root,
+        device=job.device,
+        overwrite=True,
+        quiet=job.quiet,
+    )
+
+
+def prepare_data(jobs: Sequence[CellJob]) -> None:
+    """Generate or decode each distinct dataset once, so parallel workers only read caches."""
+    import torch
+
+    from fsbench.data import load_split
+
+    seen: set[str] = set()
+    for job in jobs:
+        options = load_options(job.settings)
+        key = repr((job.settings["dataset"], sorted(options.items()), job.data_root))
+        if key in seen:
+            continue
+        seen.add(key)
+        for split in ("train", "test"):
+            load_store(
+                load_split,
+                job.settings["dataset"],
+                split,
+                data_root=job.data_root,
+                device=torch.device("cpu"),
+                options=options,
+            )
+
+
+def run_jobs(jobs: Sequence[CellJob], workers: int = 1) -> Iterator[tuple[int, dict]]:
+    """Yield ``(index, result)`` as each job finishes: in this process, or in ``workers`` processes."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if workers == 1 or len(jobs) <= 1:
+        for i, job in enumerate(jobs):
+            yield i, run_job(job)
+        return
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context)
+    pending: dict[Future, int] = {pool.submit(run_job, job): i for i, job in enumerate(jobs)}
+    try:
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                index = pending.pop(fut)
+                try:
+                    result = fut.result()
+                except BrokenProcessPool as exc:
+                    raise FsbenchError(
+                        f"a worker process died while running cell {index} ({exc}); out of "
+                        "memory? try fewer --jobs"
+                    ) from None
+                yield index, result
+    finally:
+        # on an error (or Ctrl-C) drop the queued cells; running ones finish their current cell
+        pool.shutdown(wait=True, cancel_futures=True)
