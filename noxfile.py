@@ -70,6 +70,7 @@ def demo(session: nox.Session) -> None:
     out = ROOT / "demo-out"
     double = out / "double_mnist"
     runs = out / "runs"
+    out.mkdir(exist_ok=True)
     # 1. MNIST-1D, number for number the reference dataset, and a picture of it.
     session.run("mnist1d", "make", "--output", f"{out}/mnist1d.npz", "--overwrite")
     session.run(
