@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import random
 
 import numpy as np
@@ -36,8 +38,26 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc mallopt parameters (malloc.h)
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc malloc reuse freed memory instead of returning it to the kernel; False if not glibc.
+
+    glibc serves every block above 32 MB with a fresh mmap and unmaps it on free, so each training
+    step page-faults (and zeroes) its activations anew: ProtoNets 20-way 64x64 spent half its time
+    in the kernel. The same as ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1073741824``.
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**30))
+    except (OSError, AttributeError, TypeError):  # not glibc (musl, macOS): nothing to tune
+        return False
+
+
 def configure_backend(device: torch.device) -> None:
-    """Deterministic kernels on CPU; cudnn.benchmark (fast, not bitwise reproducible) on CUDA."""
+    """Deterministic kernels and malloc that keeps freed memory on CPU; cudnn.benchmark on CUDA."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -45,6 +65,7 @@ def configure_backend(device: torch.device) -> None:
         torch.use_deterministic_algorithms(False)
     else:
         torch.use_deterministic_algorithms(True, warn_only=True)
+        keep_freed_memory()
 
 
 def resolve_precision(choice: str, device: torch.device) -> str:
