@@ -141,6 +141,8 @@ def demo(session: nox.Session) -> None:
         "reproduce",
         "mnist1d",
         "--quick",
+        "--jobs",
+        "2",
         "--out",
         f"{out}/mnist1d-table",
         "--overwrite",
