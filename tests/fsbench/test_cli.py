@@ -95,6 +95,8 @@ def test_way_larger_than_classes_and_shot_query_too_large(tiny_doublemnist, tmp_
         *common,
     )
     assert_one_line_error(r, "--shot", "25")
+    # A rejected run leaves nothing behind, not even an empty OUT folder.
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 def test_corrupt_dataset_file_is_one_line(tiny_doublemnist, tmp_path):

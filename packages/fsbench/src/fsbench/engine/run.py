@@ -83,15 +83,20 @@ def check_split(method, store: ArrayStore, dataset: str, split: str) -> None:
         raise FsbenchError(f"{dataset} {split} split: {exc}") from exc
 
 
-def prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
-    """Create OUT; refuse to clobber an earlier run unless --resume or --overwrite."""
-    out.mkdir(parents=True, exist_ok=True)
+def check_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to clobber an earlier run in OUT unless --resume or --overwrite; touches nothing."""
     earlier = [p for p in (RESULT, CHECKPOINT) if (out / p).exists()]
     if earlier and not resume and not overwrite:
         raise FsbenchError(
             f"{out} already holds a run ({', '.join(earlier)}); pass --resume to continue it "
             "or --overwrite to start again"
         )
+
+
+def prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """Create OUT (once every input has been checked) and clear an earlier run on --overwrite."""
+    check_out_dir(out, resume, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
     if overwrite and not resume:
         for p in (RESULT, CHECKPOINT, METRICS, CURVE):
             (out / p).unlink(missing_ok=True)
@@ -116,7 +121,7 @@ def run_setting(
     if loader is None:
         loader, describe = _registry_loader()
     describe = describe or _basic_description
-    prepare_out_dir(out, resume, overwrite)
+    check_out_dir(out, resume, overwrite)
     threads = settings.get("threads")
     if threads:
         torch.set_num_threads(int(threads))
@@ -144,6 +149,8 @@ def run_setting(
     if val_store is not None:
         check_split(method, val_store, name, "val")
 
+    # Only now, with every input checked, does OUT appear.
+    prepare_out_dir(out, resume, overwrite)
     outcome = train(
         method,
         train_store,
