@@ -155,7 +155,7 @@ def bench(session: nox.Session) -> None:
     """Speed benchmarks: each prints a ratio against a baseline measured in the same run."""
     _install_package(session, "fsbench", extras="test")
     session.install("imageio")
-    ref_venv = Path(session.create_tmp()) / "reference-venv"
+    ref_venv = Path(session.create_tmp()).resolve() / "reference-venv"
     session.run("python", "-m", "venv", str(ref_venv))
     ref_python = ref_venv / "bin" / "python"
     session.run(str(ref_python), "-m", "pip", "install", "-q", MNIST1D_REFERENCE, external=True)
