@@ -144,6 +144,20 @@ def test_device_and_precision_resolution():
             resolve_device("cuda")
 
 
+def test_maml_measure_times_both_paths_and_keeps_the_faster(tmp_path):
+    load = synthetic_loader(size=16, classes=10, per_class=6)
+    settings = resolve_settings(
+        "maml",
+        "doublemnist",
+        {**SMALL["maml"], "iterations": 2, "episodes": 3, "maml_exec": "measure"},
+    )
+    res = run_setting(settings, tmp_path, loader=load, device="cpu", quiet=True)
+    timings = res["maml_exec_seconds"]
+    assert set(timings) == {"loop", "vmap"} and all(t > 0 for t in timings.values())
+    assert res["maml_exec"] == min(timings, key=timings.get)
+    assert res["iterations"] == 2
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_cuda_mixed_precision_run(tmp_path, precision):
@@ -155,5 +169,7 @@ def test_cuda_mixed_precision_run(tmp_path, precision):
     )
     res = run_setting(settings, tmp_path, loader=load, device="cuda", quiet=True)
     assert res["precision"] == precision and res["device"].startswith("cuda")
-    assert res["maml_exec"] == "vmap"
+    # auto on CUDA measures loop against vmap on the first meta-batch and keeps the faster.
+    assert res["maml_exec"] in ("loop", "vmap")
+    assert set(res["maml_exec_seconds"]) == {"loop", "vmap"}
     assert torch.backends.cudnn.benchmark

@@ -123,10 +123,11 @@ def _data_options(name: str, dataset_dir: Path | None, download: bool) -> dict:
 )
 @click.option(
     "--maml-exec",
-    type=click.Choice(["auto", "loop", "vmap", "compile"]),
+    type=click.Choice(["auto", "measure", "loop", "vmap", "compile"]),
     default="auto",
     show_default=True,
-    help="how MAML runs a meta-batch; auto: loop on CPU, vmap on CUDA",
+    help="how MAML runs a meta-batch; measure: time loop and vmap on the first meta-batch and "
+    "keep the faster; auto: loop on CPU (measured), measure on CUDA",
 )
 @click.option("--threads", type=POS, help="torch CPU threads (default: torch's own)")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="output directory")

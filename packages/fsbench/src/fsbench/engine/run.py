@@ -215,6 +215,8 @@ def run_setting(
     }
     if method_name in ("maml", "fomaml"):
         result["maml_exec"] = method.execution
+        if method.execution_timings:
+            result["maml_exec_seconds"] = method.execution_timings
     write_json(out / RESULT, result)
     title = f"{method_name} on {name}" + ("" if classifier else f", {way}-way {shot}-shot")
     plot_curve(read_metrics(out / METRICS), out / CURVE, title)

@@ -4,11 +4,15 @@ The inner loop is written once as a function of a parameter dict (``functional_c
 ``torch.func.grad``). A meta-batch runs it either as a Python loop over the tasks or with
 ``torch.func.vmap`` over them; both give the same meta-gradient. Measured on 2 CPU cores the loop
 is about 3x faster than vmap (vmap's batched convolutions fall back to slow grouped kernels on
-CPU), so ``auto`` picks the loop on CPU and vmap on CUDA, where one batched launch per layer
-beats many small ones (see benchmarks/bench_maml.py).
+CPU), so ``auto`` picks the loop on CPU. On CUDA the answer depends on the GPU, the image size and
+the meta-batch, so ``auto`` there means ``measure``: the first meta-batch is run both ways and the
+faster path is kept (timings go into result.json; see also benchmarks/bench_maml.py).
 """
 
 from __future__ import annotations
+
+import math
+import time
 
 import torch
 import torch.nn.functional as F
@@ -18,16 +22,23 @@ from fsbench.data.store import ArrayStore, Episode
 from fsbench.methods.base import EvalResult, Method, episode_ci
 from fsbench.models.conv4 import Conv4
 
-EXECUTIONS = ("auto", "loop", "vmap", "compile")
+EXECUTIONS = ("auto", "measure", "loop", "vmap", "compile")
+MEASURED = ("loop", "vmap")  # the paths ``measure`` times against each other
 
 
 def resolve_execution(choice: str, device: torch.device) -> str:
-    """``auto`` -> ``loop`` on CPU and ``vmap`` on CUDA (see the module docstring)."""
+    """``auto`` -> ``loop`` on CPU (measured) and ``measure`` on CUDA (see the module docstring)."""
     if choice not in EXECUTIONS:
         raise ValueError(f"maml execution must be one of {EXECUTIONS}, got {choice!r}")
     if choice == "auto":
-        return "vmap" if device.type == "cuda" else "loop"
+        return "measure" if device.type == "cuda" else "loop"
     return choice
+
+
+def _synchronize(x: torch.Tensor) -> None:
+    """Wait for queued GPU work, so that a wall-clock time covers it."""
+    if x.is_cuda:
+        torch.cuda.synchronize(x.device)
 
 
 class MAML(Method):
@@ -50,6 +61,7 @@ class MAML(Method):
         self.inner_steps = int(settings["inner_steps"])
         self.test_inner_steps = int(settings["test_inner_steps"])
         self.execution = settings.get("maml_exec", "loop")
+        self.execution_timings: dict[str, float] = {}
         self._compiled = None
 
     def to(self, device: torch.device) -> MAML:
@@ -127,7 +139,32 @@ class MAML(Method):
             generator, s["way"], s["shot"], s["train_query"], s["meta_batch"]
         )
 
+    def measure_execution(self, batch: Episode, repeats: int = 2) -> str:
+        """Time one meta-gradient of ``batch`` by each of MEASURED; keep and return the fastest.
+
+        The first call of each path is a warm-up (kernel selection, caches); the best of the next
+        ``repeats`` counts. Gradients go through autograd.grad, so no .grad is touched.
+        """
+        params = dict(self.model.named_parameters())
+        timings: dict[str, float] = {}
+        for path in MEASURED:
+            best = math.inf
+            for attempt in range(repeats + 1):
+                _synchronize(batch.query_x)
+                start = time.perf_counter()
+                losses, _ = self.run_tasks(params, batch, self.inner_steps, path)
+                torch.autograd.grad(losses.mean(), list(params.values()))
+                _synchronize(batch.query_x)
+                if attempt:
+                    best = min(best, time.perf_counter() - start)
+            timings[path] = round(best, 6)
+        self.execution_timings = timings
+        self.execution = min(timings, key=timings.__getitem__)
+        return self.execution
+
     def train_loss(self, batch: Episode) -> tuple[torch.Tensor, dict[str, float]]:
+        if self.execution == "measure":
+            self.measure_execution(batch)
         params = dict(self.model.named_parameters())
         losses, accs = self.run_tasks(params, batch, self.inner_steps)
         loss = losses.mean()
@@ -139,12 +176,13 @@ class MAML(Method):
         s = self.settings
         params = {k: v.detach() for k, v in self.model.named_parameters()}
         chunk = max(1, int(s["meta_batch"]))
+        execution = "loop" if self.execution == "measure" else self.execution
         accs: list[float] = []
         while len(accs) < episodes:
             b = min(chunk, episodes - len(accs))
             ep = store.sample_episode(generator, s["way"], s["shot"], s["query"], b)
             with torch.no_grad():
-                _, acc = self.run_tasks(params, ep, self.test_inner_steps)
+                _, acc = self.run_tasks(params, ep, self.test_inner_steps, execution)
             accs.extend(float(a) for a in acc)
             if progress is not None:
                 progress.update(b)
