@@ -69,32 +69,13 @@ def test_protonet_on_generated_doublemnist_hdf5_and_png_agree(doublemnist: Path,
     png_only.mkdir()
     for split in ("train", "val", "test"):
         shutil.copytree(doublemnist / split, png_only / split)
-    cli(
-        "fsbench",
-        "run",
-        "protonet",
-        "doubled",
-        "--dataset-dir",
-        str(doublemnist),
-        *TINY,
-        "--out",
-        str(tmp_path / "runs" / "h5"),
-        cwd=tmp_path,
-    )
-    cli(
-        "fsbench",
-        "run",
-        "protonet",
-        "doubled",
-        "--dataset-dir",
-        str(png_only),
-        *TINY,
-        "--out",
-        str(tmp_path / "runs" / "png"),
-        cwd=tmp_path,
-    )
-    h5 = json.loads((tmp_path / "runs" / "h5" / "result.json").read_text())
-    png = json.loads((tmp_path / "runs" / "png" / "result.json").read_text())
+    results = {}
+    for name, folder in (("h5", doublemnist), ("png", png_only)):
+        out = tmp_path / "runs" / name
+        args = ["run", "protonet", "doubled", "--dataset-dir", str(folder), *TINY]
+        cli("fsbench", *args, "--out", str(out), cwd=tmp_path)
+        results[name] = json.loads((out / "result.json").read_text())
+    h5, png = results["h5"], results["png"]
     assert h5["method"] == "protonet" and h5["dataset"] == "doublemnist"
     assert 0.0 <= h5["accuracy"] <= 1.0 and h5["episodes"] == 6
     # Same pixels, same class ids, same seed: the two on-disk formats give the same run.
