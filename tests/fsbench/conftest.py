@@ -130,6 +130,63 @@ def omniglot_fixture_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def omniglot_full_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Official-layout zips holding all 1,623 characters of the real Omniglot, 2 drawings each.
+
+    Alphabet and character names are those of the Vinyals lists that fsbench ships, so the
+    loader must recognise the full set; the drawings are synthetic (small and fast).
+    """
+    from fsbench.data.omniglot import vinyals_classes
+
+    counts: dict[str, int] = {}
+    for split in ("train", "val", "test"):
+        for line in vinyals_classes(split):
+            alphabet, character, _ = line.split("/")
+            counts[alphabet] = max(counts.get(alphabet, 0), int(character[len("character") :]))
+    evaluation = {a for a in counts if a in EVALUATION_ALPHABETS}
+    folder = tmp_path_factory.mktemp("omniglot-full")
+    n = write_omniglot_zip(
+        folder / "images_background.zip",
+        "images_background",
+        {a: c for a, c in counts.items() if a not in evaluation},
+        drawings=2,
+    )
+    write_omniglot_zip(
+        folder / "images_evaluation.zip",
+        "images_evaluation",
+        {a: c for a, c in counts.items() if a in evaluation},
+        drawings=2,
+        first_id=n,
+    )
+    return folder
+
+
+# The 20 alphabets of Omniglot's images_evaluation.zip (the other 30 are in images_background).
+EVALUATION_ALPHABETS = {
+    "Angelic",
+    "Atemayar_Qelisayer",
+    "Atlantean",
+    "Aurek-Besk",
+    "Avesta",
+    "Ge_ez",
+    "Glagolitic",
+    "Gurmukhi",
+    "Kannada",
+    "Keble",
+    "Malayalam",
+    "Manipuri",
+    "Mongolian",
+    "Old_Church_Slavonic_(Cyrillic)",
+    "Oriya",
+    "Sylheti",
+    "Syriac_(Serto)",
+    "Tengwar",
+    "Tibetan",
+    "ULOG",
+}
+
+
+@pytest.fixture(scope="session")
 def small_omniglot_dir() -> Path:
     """The real small Omniglot background sets beside the checkout; skip when absent."""
     if not (SHARED_OMNIGLOT / "images_background_small1.zip").is_file():

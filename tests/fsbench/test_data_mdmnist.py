@@ -76,7 +76,7 @@ def test_path_option_reads_an_existing_folder(tiny_doublemnist):
 
 
 def test_missing_dataset_is_generated_once(tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="fsbench.data"):
+    with caplog.at_level(logging.INFO, logger="fsbench.data"):
         store = load_split("doublemnist", "test", data_root=tmp_path, num_image_per_class=3)
     assert any("generating DoubleMNIST" in r.getMessage() for r in caplog.records)
     folder = tmp_path / "double_mnist_seed_123_image_size_64_64-3per-class"

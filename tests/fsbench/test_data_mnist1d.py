@@ -10,15 +10,20 @@ from fsbench.data import describe_split, load_split
 pytest.importorskip("mnist1d.data")
 
 
-def test_splits_shapes_and_classes():
-    train, val, test = (load_split("mnist1d", s) for s in ("train", "val", "test"))
-    assert (len(train), len(val), len(test)) == (4000, 500, 1000)
+def _rows(store) -> set[bytes]:
+    return {row.numpy().tobytes() for row in store.data}
+
+
+@pytest.mark.parametrize("name", ["mnist1d", "mnist1d-shuffled"])
+def test_splits_shapes_and_a_validation_split_apart_from_train_and_test(name):
+    train, val, test = (load_split(name, s) for s in ("train", "val", "test"))
+    assert (len(train), len(val), len(test)) == (4000, 1000, 1000)
     for store in (train, val, test):
         assert store.example_shape == (40,) and store.data.dtype == torch.float32
         assert store.class_names == [str(d) for d in range(10)] and store.num_classes == 10
-    # val is the last 500 test signals (documented in describe_split)
-    assert torch.equal(val.data, test.data[-500:])
-    assert "subset of test" in describe_split("mnist1d", "val", val)["split_rule"]
+    # val is neither a subset of test nor of train: fresh signals of the same generator
+    assert not (_rows(val) & _rows(test)) and not (_rows(val) & _rows(train))
+    assert "disjoint from train and test" in describe_split(name, "val", val)["split_rule"]
 
 
 def test_matches_the_generator():
@@ -30,16 +35,26 @@ def test_matches_the_generator():
     assert train.labels.tolist() == np.asarray(ref["y"]).tolist()
 
 
-def test_shuffled_is_one_permutation_for_all_splits():
-    for split in ("train", "test"):
+def test_shuffled_is_the_generators_shuffle_seq_dataset():
+    """As the reference notebook: make_dataset(shuffle_seq=True), one permutation for all."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.shuffle_seq = True
+    ref = make_dataset(args)
+    train = load_split("mnist1d-shuffled", "train")
+    test = load_split("mnist1d-shuffled", "test")
+    np.testing.assert_array_equal(train.data.numpy(), np.asarray(ref["x"], np.float32))
+    np.testing.assert_array_equal(test.data.numpy(), np.asarray(ref["x_test"], np.float32))
+    # the same signals as the plain dataset, columns permuted (one permutation, train and test)
+    val = load_split("mnist1d-shuffled", "val")
+    perm = describe_split("mnist1d-shuffled", "val", val)["permutation"]
+    assert sorted(perm) == list(range(40)) and perm != list(range(40))
+    for split, store in (("train", train), ("test", test)):
         plain = load_split("mnist1d", split)
-        shuffled = load_split("mnist1d-shuffled", split)
-        perm = describe_split("mnist1d-shuffled", split, shuffled)["permutation"]
-        assert sorted(perm) == list(range(40)) and perm != list(range(40))
-        assert torch.equal(shuffled.data, plain.data[:, perm])
-        assert torch.equal(shuffled.labels, plain.labels)
-    other = load_split("mnist1d-shuffled", "train", seed=1)
-    assert not torch.equal(other.data, load_split("mnist1d-shuffled", "train").data)
+        torch.testing.assert_close(store.data, plain.data[:, perm], atol=1e-6, rtol=0)
+        assert torch.equal(store.labels, plain.labels)
+    torch.testing.assert_close(val.data, load_split("mnist1d", "val").data[:, perm], atol=0, rtol=0)
 
 
 def test_second_load_hits_the_cache(fsbench_data_root):

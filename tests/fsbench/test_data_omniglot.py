@@ -9,6 +9,7 @@ import logging
 import shutil
 import urllib.error
 import zipfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -23,15 +24,20 @@ def characters(store) -> set[str]:
     return {n.rsplit("/", 1)[0] for n in store.class_names}
 
 
-def test_fixture_zips_give_rotated_classes_and_a_character_split(omniglot_fixture_dir):
+def alphabets(store) -> set[str]:
+    return {n.split("/", 1)[0] for n in store.class_names}
+
+
+def test_partial_zips_are_split_by_alphabet_and_not_comparable(omniglot_fixture_dir):
     stores = {s: load_split("omniglot", s, omniglot_dir=omniglot_fixture_dir) for s in SPLITS}
-    # 15 characters, fewer than the full 1,623: two thirds (10) train+val, 172/1200 of them val
-    assert [len(characters(stores[s])) for s in SPLITS] == [9, 1, 5]
+    # 15 characters of 3 alphabets (4, 5, 6): not the full set, so split by whole alphabets
+    groups = [alphabets(stores[s]) for s in SPLITS]
+    assert all(len(g) == 1 for g in groups) and len(set().union(*groups)) == 3
     chars = [characters(stores[s]) for s in SPLITS]
     assert not (chars[0] & chars[1] or chars[0] & chars[2] or chars[1] & chars[2])
     assert len(set().union(*chars)) == 15
     for store in stores.values():
-        assert store.num_classes == 4 * len(characters(store))
+        assert store.num_classes == 4 * len(characters(store))  # vinyals: rotations are classes
         assert store.example_shape == (1, 28, 28) and store.data.dtype == torch.uint8
         assert store.class_counts.tolist() == [20] * store.num_classes
         assert [n.rsplit("/", 1)[1] for n in store.class_names[:4]] == [
@@ -42,8 +48,9 @@ def test_fixture_zips_give_rotated_classes_and_a_character_split(omniglot_fixtur
         ]
     facts = describe_split("omniglot", "test", stores["test"])
     json.dumps(facts)
-    assert facts["split_characters"] == {"train": 9, "val": 1, "test": 5}
-    assert facts["omniglot_set"].startswith("full official")
+    assert facts["alphabets"] == sorted(groups[2])
+    assert facts["comparable"] is False and "alphabet-disjoint" in facts["label"]
+    assert facts["omniglot_set"].startswith("partial set of 15 characters")
 
 
 def test_rotations_are_exact_quarter_turns_and_strokes_are_bright(omniglot_fixture_dir):
@@ -67,10 +74,41 @@ def test_split_is_deterministic_and_follows_the_seed(omniglot_fixture_dir):
     assert a.class_names != c.class_names
 
 
-def test_full_protocol_sizes():
-    split = og.character_split(1623, 0)
-    assert {k: len(v) for k, v in split.items()} == {"train": 1028, "val": 172, "test": 423}
-    assert len(set().union(*(set(v.tolist()) for v in split.values()))) == 1623
+def test_full_set_vinyals_split_equals_the_published_lists(omniglot_full_dir, tmp_path):
+    stores = {
+        s: load_split("omniglot", s, omniglot_dir=omniglot_full_dir, data_root=tmp_path)
+        for s in (*SPLITS, "trainval")
+    }
+    for split, store in stores.items():
+        assert store.class_names == og.vinyals_classes(split), split
+        facts = describe_split("omniglot", split, store)
+        assert "comparable" not in facts and facts["omniglot_set"].startswith("full official")
+        assert facts["alphabets"] == sorted({n.split("/")[0] for n in store.class_names})
+    assert [stores[s].num_classes for s in (*SPLITS, "trainval")] == [4112, 688, 1692, 4800]
+    # each class is its character turned by its rotation
+    test = stores["test"]
+    turned = test.data[test.labels == 1]  # Gurmukhi/character42/rot090
+    assert torch.equal(turned, torch.rot90(test.data[test.labels == 0], 1, dims=(2, 3)))
+    # the only alphabet on two sides of the published split: Gurmukhi (train 01-41, test 42-45)
+    assert alphabets(stores["train"]) & alphabets(stores["test"]) == {"Gurmukhi"}
+    assert not alphabets(stores["val"]) & (alphabets(stores["train"]) | alphabets(stores["test"]))
+
+
+def test_full_set_cbfinn_split_for_maml(omniglot_full_dir, tmp_path):
+    kw = dict(omniglot_dir=omniglot_full_dir, data_root=tmp_path, omniglot_split="cbfinn")
+    stores = {s: load_split("omniglot", s, **kw) for s in SPLITS}
+    assert [stores[s].num_classes for s in SPLITS] == [1100, 100, 423]
+    everything = sorted(set().union(*(set(stores[s].class_names) for s in SPLITS)))
+    expected = og.cbfinn_split(everything)
+    for split, store in stores.items():
+        assert sorted(store.class_names) == sorted(expected[split])
+        assert store.rotate_classes  # a random quarter turn per class and task, not rot classes
+    # the rule itself: sorted, then Python's random.Random(1).shuffle, 1,100 / 100 / rest
+    import random
+
+    order = sorted(everything)
+    random.Random(1).shuffle(order)
+    assert expected["train"] == order[:1100] and expected["test"] == order[1200:]
 
 
 def test_decoded_images_are_cached(omniglot_fixture_dir, tmp_path):
@@ -79,7 +117,7 @@ def test_decoded_images_are_cached(omniglot_fixture_dir, tmp_path):
     assert cache.is_file()
     cache.write_bytes(b"damaged")  # a damaged cache is rebuilt, not trusted
     store = load_split("omniglot", "val", omniglot_dir=omniglot_fixture_dir, data_root=tmp_path)
-    assert store.num_classes == 4
+    assert store.num_classes in (16, 20, 24)  # one whole alphabet, 4 rotations per character
 
 
 def test_full_zips_in_the_data_root_win(omniglot_fixture_dir, tmp_path, monkeypatch):
@@ -104,20 +142,27 @@ def _small_dir(tmp_path, write_omniglot_zip):
     return folder, n
 
 
-def test_small_sets_count_shared_characters_once(tmp_path, monkeypatch, omniglot_zip_writer):
+def test_small_sets_count_shared_characters_once_and_warn(
+    tmp_path, monkeypatch, omniglot_zip_writer, caplog
+):
     folder, _ = _small_dir(tmp_path, omniglot_zip_writer)
     monkeypatch.setenv("FSBENCH_OMNIGLOT", str(folder))
-    stores = [load_split("omniglot", s, data_root=tmp_path) for s in SPLITS]
+    with caplog.at_level(logging.WARNING, logger="fsbench.data"):
+        stores = [load_split("omniglot", s, data_root=tmp_path) for s in SPLITS]
     total = sum(len(characters(s)) for s in stores)
     assert total == 9  # A: 3, Greek: 2 (in both zips), B: 4
+    assert [len(alphabets(s)) for s in stores] == [1, 1, 1]
     facts = describe_split("omniglot", "train", stores[0])
     assert facts["omniglot_set"].startswith("small background sets")
+    assert facts["label"] == "Omniglot (small background sets, alphabet-disjoint)"
     assert facts["total_characters"] == 9
+    # the fallback is never silent: a warning names it, once per load
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 3 and all("NOT comparable" in w for w in warnings)
 
 
 def test_nothing_found_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.delenv("FSBENCH_OMNIGLOT", raising=False)
-    monkeypatch.setattr(og, "_repo_shared_omniglot", lambda: None)
     with pytest.raises(FsbenchError, match="Omniglot not found: put images_background.zip"):
         load_split("omniglot", "train", data_root=tmp_path)
     with pytest.raises(FsbenchError, match="omniglot_dir .* is not a folder"):
@@ -145,7 +190,7 @@ def test_download_writes_checked_zips_atomically(omniglot_fixture_dir, tmp_path,
 
     monkeypatch.setattr(og.urllib.request, "urlopen", fake_urlopen)
     store = load_split("omniglot", "test", data_root=tmp_path, download=True, progress=False)
-    assert store.num_classes == 20
+    assert store.num_classes in (16, 20, 24)
     assert urls == [og.URL.format(name=n) for n in og.FULL_ZIPS]
     assert "brendenlake/omniglot" in urls[0]
     assert sorted(p.name for p in (tmp_path / "omniglot").glob("*.zip")) == [
@@ -159,7 +204,6 @@ def test_download_writes_checked_zips_atomically(omniglot_fixture_dir, tmp_path,
 def test_download_with_a_bad_checksum_leaves_nothing(omniglot_fixture_dir, tmp_path, monkeypatch):
     data = (omniglot_fixture_dir / "images_background.zip").read_bytes()
     monkeypatch.setattr(og.urllib.request, "urlopen", lambda url, timeout: FakeResponse(data))
-    monkeypatch.setattr(og, "_repo_shared_omniglot", lambda: None)
     monkeypatch.delenv("FSBENCH_OMNIGLOT", raising=False)
     with pytest.raises(FsbenchError, match="is corrupt \\(md5"):
         load_split("omniglot", "train", data_root=tmp_path, download=True, progress=False)
@@ -180,7 +224,6 @@ def test_download_without_network_falls_back_to_small_sets(
         )
     assert "small background" in describe_split("omniglot", "train", store)["omniglot_set"]
     assert any("could not download" in r.getMessage() for r in caplog.records)
-    monkeypatch.setattr(og, "_repo_shared_omniglot", lambda: None)
     monkeypatch.delenv("FSBENCH_OMNIGLOT", raising=False)
     with pytest.raises(FsbenchError, match="could not download .*images_background.zip"):
         load_split("omniglot", "train", data_root=tmp_path / "other", download=True)
@@ -226,18 +269,23 @@ def test_real_small_sets(small_omniglot_dir, monkeypatch):
     stores = {s: load_split("omniglot", s, omniglot_dir=small_omniglot_dir) for s in SPLITS}
     counts = [len(characters(stores[s])) for s in SPLITS]
     assert sum(counts) == 242  # 136 + 156 characters, Greek and Latin (50) in both sets
-    assert counts == [138, 23, 81]
+    assert counts == [137, 39, 66]
+    groups = [alphabets(stores[s]) for s in SPLITS]
+    assert sum(len(g) for g in groups) == len(set().union(*groups)) == 8  # alphabet-disjoint
     for store in stores.values():
         assert store.example_shape == (1, 28, 28)
         assert store.class_counts.min() == 20 and store.num_classes % 4 == 0
     ep = stores["train"].sample_episode(stores["train"].generator(0), 20, 5, 5, 2)
     assert ep.support_x.shape == (2, 100, 1, 28, 28)
     facts = describe_split("omniglot", "val", stores["val"])
-    assert facts["split_characters"] == {"train": 138, "val": 23, "test": 81}
+    assert facts["alphabets"] == sorted(groups[1])
     assert "LANCZOS" in facts["preprocessing"]
+    assert facts["label"] == "Omniglot (small background sets, alphabet-disjoint)"
 
 
-def test_real_small_sets_found_beside_the_checkout(small_omniglot_dir, monkeypatch):
+def test_product_code_never_looks_beside_the_checkout(small_omniglot_dir, monkeypatch, tmp_path):
+    """A user's install has no ../shared: the data must be named (argument or environment)."""
     monkeypatch.delenv("FSBENCH_OMNIGLOT", raising=False)
-    store = load_split("omniglot", "val")
-    assert describe_split("omniglot", "val", store)["source"][0].startswith(str(small_omniglot_dir))
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])  # the repository root
+    with pytest.raises(FsbenchError, match="Omniglot not found"):
+        load_split("omniglot", "val", data_root=tmp_path)

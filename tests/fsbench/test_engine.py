@@ -136,9 +136,10 @@ def test_episode_too_large_for_split_is_a_user_error(tmp_path):
 
 def test_device_and_precision_resolution():
     assert resolve_device("cpu").type == "cpu"
-    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
-    with pytest.raises(FsbenchError):
-        resolve_precision("fp16", torch.device("cpu"))
+    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
+    for bad in ("fp16", "bf16", "auto"):
+        with pytest.raises(FsbenchError, match="--precision"):
+            resolve_precision(bad, torch.device("cpu"))
     if not torch.cuda.is_available():
         with pytest.raises(FsbenchError, match="CUDA"):
             resolve_device("cuda")
@@ -173,3 +174,135 @@ def test_cuda_mixed_precision_run(tmp_path, precision):
     assert res["maml_exec"] in ("loop", "vmap")
     assert set(res["maml_exec_seconds"]) == {"loop", "vmap"}
     assert torch.backends.cudnn.benchmark
+
+
+# ---- model selection, resume refusal, progress lines ------------------------------------------
+
+
+def test_best_on_validation_is_tested_and_recorded(tmp_path):
+    load = synthetic_loader(size=16, classes=10, per_class=6)
+    settings = resolve_settings(
+        "protonet",
+        "omniglot",
+        {**SMALL["protonet"], "iterations": 12, "episodes": 6, "eval_every": 3, "eval_episodes": 4},
+    )
+    res = run_setting(settings, tmp_path, loader=load, quiet=True)
+    vals = [m for m in read_metrics(tmp_path / "metrics.jsonl") if "val_accuracy" in m]
+    assert [m["iteration"] for m in vals] == [3, 6, 9, 12]
+    best = max(vals, key=lambda m: m["val_accuracy"])  # the first of equal maxima
+    sel = res["selection"]
+    assert sel["select"] == "best-val" and sel["validations"] == 4
+    assert sel["tested_iteration"] == best["iteration"] and "best validation" in sel["tested"]
+    assert sel["best_val_accuracy"] == best["val_accuracy"]
+    saved = torch.load(tmp_path / "best.pt", weights_only=False)
+    assert saved["iteration"] == best["iteration"]
+    # the test used those weights: the same evaluation of the best weights gives the same number
+    from fsbench.engine.run import test_episodes
+
+    method = build_method(settings, (1, 16, 16), 10)
+    method.model.load_state_dict(saved["model"])
+    again = test_episodes(
+        method, load("omniglot", "test"), settings, torch.device("cpu"), "fp32", True
+    )
+    assert again.accuracy == res["accuracy"]
+
+
+def test_selection_survives_resume(tmp_path):
+    load = synthetic_loader(size=16, classes=10, per_class=6)
+    kw = {**SMALL["protonet"], "episodes": 4, "eval_every": 2, "eval_episodes": 4}
+    full = run_setting(
+        resolve_settings("protonet", "omniglot", {**kw, "iterations": 12}),
+        tmp_path / "a",
+        loader=load,
+        quiet=True,
+    )
+    run_setting(
+        resolve_settings("protonet", "omniglot", {**kw, "iterations": 6, "checkpoint_every": 2}),
+        tmp_path / "b",
+        loader=load,
+        quiet=True,
+    )
+    resumed = run_setting(
+        resolve_settings("protonet", "omniglot", {**kw, "iterations": 12, "checkpoint_every": 2}),
+        tmp_path / "b",
+        loader=load,
+        quiet=True,
+        resume=True,
+    )
+    assert resumed["selection"] == full["selection"] and resumed["accuracy"] == full["accuracy"]
+
+
+def test_resume_refuses_other_settings_but_continues_more_iterations(tmp_path):
+    load = synthetic_loader(size=16, classes=10, per_class=6)
+    base = {**SMALL["mlp"], "iterations": 6}
+    run_setting(resolve_settings("mlp", "mnist1d", base), tmp_path, loader=load, quiet=True)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    for change, needle in (
+        ({"lr": 0.1}, "lr 0.1 asked, 0.01 in the checkpoint"),
+        ({"iterations": 3}, "iterations 3"),
+    ):
+        with pytest.raises(FsbenchError, match=needle):
+            run_setting(
+                resolve_settings("mlp", "mnist1d", {**base, **change}),
+                tmp_path,
+                loader=load,
+                quiet=True,
+                resume=True,
+            )
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # nothing touched
+    more = run_setting(
+        resolve_settings("mlp", "mnist1d", {**base, "iterations": 9}),
+        tmp_path,
+        loader=load,
+        quiet=True,
+        resume=True,
+    )
+    assert more["iterations"] == 9 and more["resumed_from"] == 6
+
+
+def test_measured_maml_path_is_kept_on_resume(tmp_path, monkeypatch):
+    from fsbench.methods.maml import MAML
+
+    load = synthetic_loader(size=16, classes=10, per_class=6)
+    kw = {**SMALL["maml"], "episodes": 2, "maml_exec": "measure", "checkpoint_every": 2}
+    run_setting(
+        resolve_settings("maml", "doublemnist", {**kw, "iterations": 2}),
+        tmp_path,
+        loader=load,
+        quiet=True,
+    )
+    first = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["method"]
+    assert first["execution"] in ("loop", "vmap") and set(first["execution_timings"]) == {
+        "loop",
+        "vmap",
+    }
+    monkeypatch.setattr(MAML, "measure_execution", lambda *a: pytest.fail("measured again"))
+    res = run_setting(
+        resolve_settings("maml", "doublemnist", {**kw, "iterations": 4}),
+        tmp_path,
+        loader=load,
+        quiet=True,
+        resume=True,
+    )
+    assert res["maml_exec"] == first["execution"]
+    assert res["maml_exec_seconds"] == first["execution_timings"]
+
+
+def test_progress_without_a_terminal_is_plain_lines(tmp_path, monkeypatch, caplog):
+    import logging
+
+    from fsbench.engine import trainer
+
+    monkeypatch.setattr(trainer, "ESTIMATE_AFTER", 0.0)
+    monkeypatch.setattr(trainer, "LOG_INTERVAL", 0.0)
+    monkeypatch.setattr(trainer, "LONG_CPU_RUN", 0.0)
+    load = synthetic_loader(size=16, classes=10, per_class=6)
+    settings = resolve_settings("mlp", "mnist1d", {**SMALL["mlp"], "iterations": 5})
+    with caplog.at_level(logging.INFO, logger="fsbench"):
+        run_setting(settings, tmp_path, loader=load)
+    lines = [r.getMessage() for r in caplog.records]
+    estimate = [ln for ln in lines if ln.startswith("estimate:")]
+    assert len(estimate) == 1 and "--device cuda" in estimate[0]  # a long CPU run: a suggestion
+    progress = [ln for ln in lines if ln.startswith("iteration ")]
+    assert progress and all("it/s" in ln and "left" in ln for ln in progress)
+    assert "iteration 5/5" in progress[-1] and "loss" in progress[-1]

@@ -28,10 +28,10 @@ def accuracies(out: Path) -> dict[str, tuple[float, float, int, int]]:
     return found
 
 
-def test_mnist1d_quick_is_seed_0_and_full_keeps_three_seeds():
+def test_mnist1d_quick_is_the_reference_seed_and_full_keeps_three_seeds():
     spec = TABLES["mnist1d"]
-    assert spec.quick_seeds == (0,) and spec.seeds == (0, 1, 2)
-    assert "seed 0 only" in spec.quick_note
+    assert spec.quick_seeds == (42,) and spec.seeds == (42, 43, 44)
+    assert "seed 42 only" in spec.quick_note
 
 
 def test_jobs_2_gives_the_sequential_results(tmp_path):
@@ -40,7 +40,7 @@ def test_jobs_2_gives_the_sequential_results(tmp_path):
 
     seq, par = accuracies(tmp_path / "seq"), accuracies(tmp_path / "par")
     assert len(seq) == len(TABLES["mnist1d"].cells) == 8
-    assert all(key.endswith("seed0") for key in seq)  # --quick: seed 0 only
+    assert all(key.endswith("seed42") for key in seq)  # --quick: seed 42 only
     assert {v[2] for v in seq.values()} == {20}  # --iterations reached every cell
     assert par == seq
     layout = "table_source_layout.csv"
@@ -48,9 +48,44 @@ def test_jobs_2_gives_the_sequential_results(tmp_path):
 
     cell_lines = [ln for ln in parallel.output.splitlines() if ln.startswith("[")]
     assert len(cell_lines) == 8 and all(" % ± " in ln for ln in cell_lines)
-    grid = lambda out: out[out.index("source 002") :].split("\n\n")[0]  # noqa: E731
+    grid = lambda out: out[out.index("Greydanus 2020") :].split("\n\n")[0]  # noqa: E731
     assert "| MNIST-1D (shuffle) |" in grid(parallel.output)
     assert grid(parallel.output) == grid(sequential.output)
 
     kept = reproduce(tmp_path / "par", "--jobs", "2")  # nothing left to run: no workers
-    assert kept.output.count("kept earlier result") == 8
+    assert kept.output.count("kept the earlier result") == 8
+    assert "Ran: all cells: differ from the preset in iterations 20 (preset 6001)" in kept.output
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def test_a_cell_of_other_settings_is_refused_never_shown(tmp_path):
+    out = tmp_path / "t"
+    reproduce(out)  # a smoke run: --iterations 20
+    before = snapshot(out)
+    args = ["reproduce", "mnist1d", "--quick", "--quiet", "--out", str(out)]
+    refused = CliRunner().invoke(main, args)  # the full preset asked into the same folder
+    assert refused.exit_code != 0
+    lines = [ln for ln in refused.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: ")
+    assert "iterations 6001 asked, 20 there" in lines[0] and "--overwrite" in lines[0]
+    assert snapshot(out) == before  # nothing touched
+    rerun = reproduce(out, "--iterations", "30", "--overwrite")
+    assert {v[2] for v in accuracies(out).values()} == {30}
+    assert "kept" not in rerun.output
+
+
+def test_an_interrupted_cell_is_resumed(tmp_path):
+    out = tmp_path / "t"
+    reproduce(out)
+    cell = out / "mlp-mnist1d" / "seed42"
+    finished = json.loads((cell / "result.json").read_text())
+    (cell / "result.json").unlink()  # as if stopped after its last checkpoint
+    again = reproduce(out)
+    assert "[mlp-mnist1d seed 42]" in again.output and "(resumed)" in again.output
+    assert again.output.count("kept the earlier result") == 7
+    assert json.loads((cell / "result.json").read_text())["accuracy"] == finished["accuracy"]

@@ -42,11 +42,13 @@ def test_tables_from_result_dirs(tmp_path):
         and cnn["diff"] == 0.0
     )
     assert cnn["seed_std_%"] > 0
+    # two seeds: the CI comes from their spread, 1.96 * sample std / sqrt(2)
+    assert cnn["ci95_%"] == round(1.96 * (2**0.5) / 2**0.5, 2) and "seeds" in cnn["ci95_method"]
     md = to_markdown(df)
     assert md.splitlines()[0].startswith("| method | dataset |") and "| 94 |" in md
     grid = pivot_frame(TABLES["mnist1d"], df)
     assert list(grid.columns) == ["dataset", "Logistic regression", "MLP", "CNN", "GRU"]
-    assert grid.iloc[0]["CNN"] == "94.0 ± 1.0 (94)"
+    assert grid.iloc[0]["CNN"] == "94.0 ± 2.0 (94)"
     assert grid.iloc[1]["GRU"] == "55.0 ± 1.0 (57)"
     assert grid.iloc[0]["GRU"] == "- (91)"
     md_path, csv_path = write_tables(df, tmp_path / "out")
@@ -69,3 +71,41 @@ def test_write_json_is_atomic_and_readable(tmp_path):
     write_json(tmp_path / "result.json", {"a": 1})
     assert json.loads((tmp_path / "result.json").read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
+
+
+def test_table_groups_only_identical_settings(tmp_path):
+    """Runs that differ in anything but the seed are separate rows that name the difference."""
+    runs = [
+        ({"iterations": 6001, "lr": 0.01, "threads": 1}, 0, 0.60),
+        ({"iterations": 6001, "lr": 0.01, "threads": 2}, 1, 0.62),  # threads: execution only
+        ({"iterations": 5, "lr": 0.01, "threads": 1}, 0, 0.20),  # a smoke run: its own row
+    ]
+    for i, (settings, seed, acc) in enumerate(runs):
+        r = fake("mlp", "mnist1d", acc, seed)
+        r["settings"] = {**settings, "seed": seed}
+        r["iterations"] = settings["iterations"]
+        (tmp_path / f"r{i}").mkdir()
+        write_json(tmp_path / f"r{i}" / "result.json", r)
+    df = results_frame(load_results([tmp_path]))
+    assert len(df) == 2
+    full = df[df["settings"] == "iterations=6001"].iloc[0]
+    smoke = df[df["settings"] == "iterations=5"].iloc[0]
+    assert (full["runs"], full["ours_%"], full["seeds"]) == (2, 61.0, "0 1")
+    assert (smoke["runs"], smoke["ours_%"]) == (1, 20.0)
+    assert "iterations=5" in to_markdown(df)
+
+
+def test_no_published_number_for_data_that_is_not_the_published_set():
+    r = fake("protonet", "omniglot", 0.9, 0, way=5, shot=1)
+    r.update(
+        published_percent=None,
+        dataset_label="Omniglot (small background sets, alphabet-disjoint)",
+        not_comparable="not the full Omniglot",
+    )
+    df = results_frame([r])
+    row = df.iloc[0]
+    assert row["published_%"] is None or pd.isna(row["published_%"])
+    assert row["dataset"] == "Omniglot (small background sets, alphabet-disjoint)"
+    grid = pivot_frame(TABLES["protonet-omniglot"], df)
+    assert grid.iloc[0]["dataset"] == "Omniglot (small background sets, alphabet-disjoint)"
+    assert grid.iloc[0]["5-way 1-shot"] == "90.0 ± 1.0"  # nothing in brackets

@@ -1,10 +1,13 @@
-"""The ``fsbench`` command: run one setting, reproduce a source table, render tables, list things.
+"""The ``fsbench`` command: run a setting, evaluate a trained run, reproduce a table, render tables.
 
 User mistakes (FsbenchError, click usage errors) print one line and exit non-zero, no traceback.
+What is happening (data loaded, device, an estimate of the run, progress without a terminal)
+goes to stderr as plain lines through the ``fsbench`` logger; ``--quiet`` keeps only warnings.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from pathlib import Path
@@ -13,15 +16,31 @@ import click
 
 from fsbench.errors import FsbenchError
 from fsbench.methods import DESCRIPTIONS, METHODS
-from fsbench.presets import MDMNIST_DATASETS, TABLES
+from fsbench.presets import CHOICES, MDMNIST_DATASETS, TABLES
 
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "bf16", "fp16")
 POS = click.IntRange(min=1)
 NONNEG = click.IntRange(min=0)
 
 
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
+
+
+class _EchoHandler(logging.Handler):
+    """fsbench's log lines on the current stderr: info plain, warnings as 'Warning: ...'."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        prefix = "Warning: " if record.levelno >= logging.WARNING else ""
+        click.echo(prefix + _one_line(record.getMessage()), err=True)
+
+
+def _configure_logging(quiet: bool = False) -> None:
+    logger = logging.getLogger("fsbench")
+    if not any(isinstance(h, _EchoHandler) for h in logger.handlers):
+        logger.addHandler(_EchoHandler())
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
 
 
 class FsbenchGroup(click.Group):
@@ -48,7 +67,8 @@ class FsbenchGroup(click.Group):
 @click.group(cls=FsbenchGroup)
 @click.version_option(package_name="fsbench", prog_name="fsbench")
 def main() -> None:
-    """Few-shot benchmark harness: train the source documents' models, print tables beside the published numbers."""
+    """Few-shot benchmark harness: train the published protocols, print tables beside the published numbers."""
+    _configure_logging()
 
 
 def _dataset(value: str) -> str:
@@ -87,6 +107,28 @@ def _data_options(name: str, dataset_dir: Path | None, download: bool) -> dict:
     return options
 
 
+def _choice(key: str) -> click.Choice:
+    return click.Choice(list(CHOICES[key]))
+
+
+def _result_line(name: str, result: dict, out: Path) -> str:
+    pub = result.get("published_percent")
+    unit = "examples" if result["shot"] is None else "episodes"
+    line = (
+        f"{result['method']} on {result.get('dataset_label', name)}: accuracy "
+        f"{_fmt_pct(result['accuracy'])} % ± {_fmt_pct(result['ci95'])} "
+        f"({result['ci95_method']}, {result['episodes']} {unit})"
+    )
+    if pub is not None:
+        line += f"; published {pub:g} %"
+    elif result.get("not_comparable"):
+        line += "; no published number for this data"
+    devs = result.get("deviations") or []
+    if devs:
+        line += "; differs from the preset in " + ", ".join(d["setting"] for d in devs)
+    return line + f"; {result['wall_seconds']:.1f} s on {result['device']}; results in {out}"
+
+
 @main.command()
 @click.argument(
     "method", type=click.Choice(sorted(METHODS), case_sensitive=False), metavar="METHOD"
@@ -106,8 +148,46 @@ def _data_options(name: str, dataset_dir: Path | None, download: bool) -> dict:
 @click.option("--inner-lr", type=click.FloatRange(min=0, min_open=True), help="MAML fast lr")
 @click.option("--inner-steps", type=POS, help="MAML inner steps at training")
 @click.option("--test-inner-steps", type=POS, help="MAML inner steps at test")
+@click.option(
+    "--inner-loss",
+    type=_choice("inner_loss"),
+    help="MAML inner loss: mean cross-entropy, or cbfinn's sum over the support set / shot "
+    "(= way x mean)",
+)
 @click.option("--hidden", type=POS, help="Conv-4 filters")
+@click.option(
+    "--norm",
+    type=_choice("norm"),
+    help="batch norm: batch statistics always (transductive, MAML) or running statistics with "
+    "eval() at test (ProtoNets)",
+)
+@click.option("--norm-affine", type=_choice("norm_affine"), help="batch norm's learned terms")
+@click.option("--init", type=_choice("init"), help="weight initialisation")
+@click.option("--distance", type=_choice("distance"), help="ProtoNets distance to prototypes")
 @click.option("--batch-size", type=POS, help="classifier minibatch size")
+@click.option(
+    "--batch-order",
+    type=_choice("batch_order"),
+    help="classifiers: the reference loop's fixed slices, or random minibatches",
+)
+@click.option(
+    "--train-split",
+    type=_choice("train_split"),
+    help="train on the train classes, or on train + val (final training; no selection)",
+)
+@click.option("--eval-every", type=NONNEG, help="validate every N iterations (0: never)")
+@click.option("--eval-episodes", type=POS, help="episodes per validation")
+@click.option("--val-way", type=POS, help="classes per validation episode (default: --way)")
+@click.option(
+    "--select",
+    type=_choice("select"),
+    help="test the last model, or the best on validation (needs --eval-every)",
+)
+@click.option(
+    "--omniglot-split",
+    type=click.Choice(["vinyals", "cbfinn"]),
+    help="omniglot: the Vinyals class lists (ProtoNets) or cbfinn's character split (MAML)",
+)
 @click.option(
     "--images-per-class",
     type=POS,
@@ -116,22 +196,20 @@ def _data_options(name: str, dataset_dir: Path | None, download: bool) -> dict:
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option(
     "--precision",
-    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
-    default="auto",
-    show_default=True,
-    help="auto: bf16/fp16 autocast on CUDA, fp32 on CPU",
+    type=click.Choice(PRECISIONS),
+    help="fp32 (default; TF32 matmuls on CUDA), or bf16/fp16 autocast on CUDA",
 )
 @click.option(
     "--maml-exec",
     type=click.Choice(["auto", "measure", "loop", "vmap", "compile"]),
-    default="auto",
-    show_default=True,
     help="how MAML runs a meta-batch; measure: time loop and vmap on the first meta-batch and "
     "keep the faster; auto: loop on CPU (measured), measure on CUDA",
 )
 @click.option("--threads", type=POS, help="torch CPU threads (default: torch's own)")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="output directory")
-@click.option("--resume", is_flag=True, help="continue from OUT/checkpoint.pt")
+@click.option(
+    "--resume", is_flag=True, help="continue OUT/checkpoint.pt (same settings, or more iterations)"
+)
 @click.option("--overwrite", is_flag=True, help="replace an earlier run in OUT")
 @click.option(
     "--data-root",
@@ -147,19 +225,20 @@ def _data_options(name: str, dataset_dir: Path | None, download: bool) -> dict:
 @click.option(
     "--download", is_flag=True, help="omniglot: download the full official set if missing"
 )
-@click.option("--eval-every", type=NONNEG, help="validate every N iterations (0: never)")
 @click.option(
     "--checkpoint-every", type=NONNEG, help="checkpoint every N iterations (0: only at the end)"
 )
-@click.option("--quiet", is_flag=True, help="no progress bars")
+@click.option("--quiet", is_flag=True, help="no progress bars or progress lines")
 def run(method: str, dataset: str, **opts) -> None:
-    """Train and evaluate METHOD on DATASET with the source preset; a flag overrides one value."""
+    """Train and evaluate METHOD on DATASET with its published protocol; a flag overrides one value."""
     from fsbench.engine import run_setting
     from fsbench.presets import resolve_settings
 
+    _configure_logging(opts["quiet"])
     method = method.lower()
     name = _dataset(dataset)
     images = opts.pop("images_per_class")
+    split = opts.pop("omniglot_split")
     data_options = _data_options(name, opts.pop("dataset_dir"), opts.pop("download"))
     overrides = {
         k: opts.pop(k)
@@ -172,6 +251,10 @@ def run(method: str, dataset: str, **opts) -> None:
                 f"--images-per-class applies to {', '.join(MDMNIST_DATASETS)} only, not {name}"
             )
         data_options["num_image_per_class"] = images
+    if split is not None:
+        if name != "omniglot":
+            raise FsbenchError(f"--omniglot-split applies to omniglot only, not {name}")
+        data_options["omniglot_split"] = split
     if data_options:
         overrides["data_options"] = data_options
     settings = resolve_settings(method, name, overrides)
@@ -189,13 +272,77 @@ def run(method: str, dataset: str, **opts) -> None:
         overwrite=opts["overwrite"],
         quiet=opts["quiet"],
     )
-    pub = result.get("published_percent")
-    click.echo(
-        f"{method} on {name}: accuracy {_fmt_pct(result['accuracy'])} % ± {_fmt_pct(result['ci95'])} "
-        f"({result['ci95_method']}, {result['episodes']} {'examples' if result['shot'] is None else 'episodes'})"
-        + (f"; published {pub:g} %" if pub is not None else "")
-        + f"; {result['wall_seconds']:.1f} s on {result['device']}; results in {out}"
+    click.echo(_result_line(name, result, out))
+
+
+@main.command(name="eval")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--way", type=POS, help="classes per test episode (default: the run's)")
+@click.option("--shot", type=POS, help="support examples per class (default: the run's)")
+@click.option("--query", type=POS, help="queries per class (default: the run's)")
+@click.option("--episodes", type=POS, help="test episodes (default: the run's)")
+@click.option("--seed", type=NONNEG, help="seed of the test episodes (default: the run's)")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="output directory (default RUN_DIR/eval-WwSs)",
+)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--overwrite", is_flag=True, help="replace an earlier evaluation in OUT")
+@click.option("--quiet", is_flag=True, help="no progress bars")
+def eval_(run_dir: Path, **opts) -> None:
+    """Test the trained run in RUN_DIR on other episode settings, without retraining."""
+    from fsbench.engine.evaluate import evaluate_run, trained_settings
+
+    _configure_logging(opts["quiet"])
+    settings, _ = trained_settings(run_dir)
+    way = opts["way"] or settings["way"]
+    shot = opts["shot"] or settings["shot"]
+    out = opts["out"] or run_dir / f"eval-{way}w{shot}s"
+    result = evaluate_run(
+        run_dir,
+        out,
+        way=opts["way"],
+        shot=opts["shot"],
+        query=opts["query"],
+        episodes=opts["episodes"],
+        seed=opts["seed"],
+        data_root=opts["data_root"],
+        device=opts["device"],
+        overwrite=opts["overwrite"],
+        quiet=opts["quiet"],
     )
+    click.echo(_result_line(settings["dataset"], result, out))
+
+
+def _parse_seeds(seeds: str | None) -> tuple[int, ...] | None:
+    if not seeds:
+        return None
+    try:
+        values = tuple(int(s) for s in seeds.split(","))
+    except ValueError:
+        raise FsbenchError(f"--seeds must be comma-separated integers, got {seeds!r}") from None
+    if any(s < 0 for s in values):
+        raise FsbenchError(f"--seeds must be >= 0, got {seeds!r}")
+    return values
+
+
+def what_ran(results: list[dict]) -> list[str]:
+    """Footer lines: the settings that differ from the presets, as actually recorded."""
+    lines: dict[str, list[str]] = {}
+    for r in results:
+        devs = r.get("deviations") or []
+        text = ", ".join(f"{d['setting']} {d['value']} (preset {d['preset']})" for d in devs)
+        cell = f"{r['method']} {r.get('dataset_label', r['dataset'])}"
+        if r.get("shot") is not None:
+            cell += f" {r['way']}w{r['shot']}s"
+        lines.setdefault(text, []).append(cell)
+    out = []
+    for text, cells in lines.items():
+        who = "all cells" if len(lines) == 1 else ", ".join(dict.fromkeys(cells))
+        out.append(f"{who}: " + (f"differ from the preset in {text}" if text else "the preset"))
+    return out
 
 
 @main.command()
@@ -209,12 +356,19 @@ def run(method: str, dataset: str, **opts) -> None:
     help="output directory (default reproduce/TABLE[-quick])",
 )
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    help="fp32 (default; TF32 matmuls on CUDA), or bf16/fp16 autocast on CUDA",
+)
 @click.option("--seeds", help="comma-separated seeds (default: the table's)")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
     "--threads", type=POS, help="torch CPU threads for every cell (default: the preset's)"
 )
-@click.option("--overwrite", is_flag=True, help="re-run cells that already have a result")
+@click.option(
+    "--overwrite", is_flag=True, help="re-run cells that already have a result or a checkpoint"
+)
 @click.option("--quiet", is_flag=True, help="no progress bars")
 @click.option("--iterations", type=POS, help="training iterations of every cell (e.g. a smoke run)")
 @click.option(
@@ -225,89 +379,75 @@ def run(method: str, dataset: str, **opts) -> None:
     help="cells run side by side in this many processes (one torch thread each unless --threads)",
 )
 def reproduce(
-    threads: int | None,
     table: str,
     quick: bool,
     out: Path | None,
     device: str,
+    precision: str | None,
     seeds: str | None,
     data_root,
+    threads: int | None,
     overwrite: bool,
     quiet: bool,
     iterations: int | None,
     jobs: int,
 ) -> None:
     """Run every cell of a source TABLE and print it beside the published numbers."""
-    from fsbench.engine.parallel import CellJob, prepare_data, run_jobs
-    from fsbench.presets import resolve_settings
-    from fsbench.results import RESULT, read_json
+    from fsbench.engine.reproduce import plan_table, run_plan
     from fsbench.tables import pivot_frame, results_frame, to_markdown, write_tables
 
+    _configure_logging(quiet)
     spec = TABLES[table]
     out = out or Path("reproduce") / (table + ("-quick" if quick else ""))
-    if seeds:
-        try:
-            seed_list = tuple(int(s) for s in seeds.split(","))
-        except ValueError:
-            raise FsbenchError(f"--seeds must be comma-separated integers, got {seeds!r}") from None
-        if any(s < 0 for s in seed_list):
-            raise FsbenchError(f"--seeds must be >= 0, got {seeds!r}")
-    else:
-        seed_list = spec.quick_seeds if quick else spec.seeds
+    seed_list = _parse_seeds(seeds) or (spec.quick_seeds if quick else spec.seeds)
     t0 = time.perf_counter()
-    labels: list[str] = []
-    results: list[dict | None] = []
-    todo: list[tuple[int, CellJob]] = []
-    for cell in spec.cells:
-        for seed in seed_list:
-            overrides = dict(cell.overrides)
-            if quick:
-                overrides.update(
-                    {k: v for k, v in spec.quick_overrides.items() if k != "data_options"}
-                )
-                overrides["data_options"] = dict(spec.quick_overrides.get("data_options", {}))
-            overrides.update(seed=seed, threads=threads, iterations=iterations)
-            settings = resolve_settings(cell.method, cell.dataset, overrides)
-            if jobs > 1 and not settings["threads"]:
-                settings["threads"] = 1  # N processes x torch's default threads oversubscribe
-            if cell.dataset in MDMNIST_DATASETS or cell.dataset == "omniglot":
-                settings["data_options"].setdefault("progress", not quiet)
-            cell_dir = out / cell.name / f"seed{seed}"
-            labels.append(f"[{cell.name} seed {seed}]")
-            results.append(None)
-            if (cell_dir / RESULT).exists() and not overwrite:
-                res = read_json(cell_dir / RESULT)
-                results[-1] = res
-                click.echo(f"{labels[-1]} kept earlier result: {_fmt_pct(res['accuracy'])} %")
-            else:
-                job = CellJob(settings, cell_dir, data_root, device, quiet=quiet or jobs > 1)
-                todo.append((len(results) - 1, job))
-    if jobs > 1 and len(todo) > 1:
-        prepare_data([job for _, job in todo])  # generate each dataset once, not once per worker
-    for k, res in run_jobs([job for _, job in todo], jobs):
-        index = todo[k][0]
-        results[index] = res
-        click.echo(
-            f"{labels[index]} {_fmt_pct(res['accuracy'])} % ± {_fmt_pct(res['ci95'])} "
-            f"in {res['wall_seconds']:.1f} s"
+    plan = plan_table(
+        spec,
+        out,
+        quick=quick,
+        seeds=seed_list,
+        overrides={"threads": threads, "iterations": iterations, "precision": precision},
+        overwrite=overwrite,
+        jobs=jobs,
+        progress=not quiet,
+    )
+    for item in run_plan(
+        plan, data_root=data_root, device=device, quiet=quiet, jobs=jobs, echo=click.echo
+    ):
+        if item.action == "keep":
+            continue
+        res = item.result
+        how = {"eval": f"evaluated from {item.trained_in}", "resume": "resumed"}.get(
+            item.action, "trained"
         )
+        click.echo(
+            f"{item.label} {_fmt_pct(res['accuracy'])} % ± {_fmt_pct(res['ci95'])} "
+            f"in {res['wall_seconds']:.1f} s ({how})"
+        )
+    results = [p.result for p in plan if p.result is not None]
     df = results_frame(results)
     grid = pivot_frame(spec, df)
     write_tables(df, out, "table")
     write_tables(grid, out, "table_source_layout")
     minutes = (time.perf_counter() - t0) / 60
-    note = spec.quick_note if quick else "full preset settings"
     click.echo("")
     click.echo(f"{spec.source} — ours ± 95% CI (published), percent")
     click.echo(
-        f"seeds {', '.join(map(str, seed_list))} ({len(seed_list)} run(s) per cell, mean shown); {note}"
+        f"seeds {', '.join(map(str, seed_list))} ({len(seed_list)} run(s) per cell, mean shown)"
+        + (f"; {spec.quick_note}" if quick else "")
     )
     click.echo(to_markdown(grid))
     click.echo("")
     click.echo(to_markdown(df.drop(columns=["ci95_method", "device"])))
-    click.echo(
-        f"\nCI: {df['ci95_method'].iloc[0] if not df.empty else '-'}; {minutes:.1f} min; tables in {out}/table*.md|csv"
-    )
+    click.echo("")
+    for line in what_ran(results):
+        click.echo(f"Ran: {line}")
+    if any(r.get("deviations") for r in results):
+        click.echo(
+            "* the cell's run differs from the preset (see 'Ran:'); not the published protocol"
+        )
+    methods = sorted(set(df["ci95_method"])) if not df.empty else []
+    click.echo(f"CI: {'; '.join(methods) or '-'}; {minutes:.1f} min; tables in {out}/table*.md|csv")
 
 
 @main.command()
@@ -318,8 +458,12 @@ def reproduce(
     help="write table.md and table.csv here",
 )
 def table(dirs: tuple[Path, ...], out: Path | None) -> None:
-    """Render the result.json files under DIRS (recursively) as markdown and CSV."""
-    from fsbench.tables import load_results, results_frame, to_markdown, write_tables
+    """Render the result.json files under DIRS (recursively) as markdown and CSV.
+
+    Runs are averaged only when all their settings but the seed agree; others are rows of their
+    own, whose 'settings' column names what sets them apart.
+    """
+    from fsbench.tables import load_results, results_frame, shown, to_markdown, write_tables
 
     results = load_results(list(dirs))
     if not results:
@@ -331,12 +475,12 @@ def table(dirs: tuple[Path, ...], out: Path | None) -> None:
         click.echo(f"wrote {md} and {csv}")
     else:
         click.echo("")
-        click.echo(df.to_csv(index=False).rstrip())
+        click.echo(shown(df).to_csv(index=False).rstrip())
 
 
 @main.command(name="list")
 def list_() -> None:
-    """Show methods, datasets, presets and reproducible tables."""
+    """Show methods, datasets, presets (with their sources and notes) and reproducible tables."""
     from fsbench.data import ALIASES, DATASETS
     from fsbench.presets import CLASSIFIER_METHODS, IMAGE_DATASETS, MNIST1D_DATASETS, preset_for
 
@@ -344,31 +488,37 @@ def list_() -> None:
     for m in METHODS:
         click.echo(f"  {m:<10} {DESCRIPTIONS[m]}")
     click.echo("Datasets:")
-    back = {}
+    back: dict[str, list[str]] = {}
     for a, t in ALIASES.items():
         back.setdefault(t, []).append(a)
     for d, desc in DATASETS.items():
         alias = f" (alias {', '.join(back[d])})" if d in back else ""
         click.echo(f"  {d}{alias}: {desc}")
     click.echo("Presets (method / dataset: defaults; source):")
+    keys = (
+        "way",
+        "shot",
+        "query",
+        "train_way",
+        "meta_batch",
+        "inner_lr",
+        "inner_steps",
+        "test_inner_steps",
+        "inner_loss",
+        "iterations",
+        "lr",
+        "lr_step",
+        "batch_size",
+        "norm",
+        "select",
+        "episodes",
+    )
     for m in METHODS:
         for d in MNIST1D_DATASETS if m in CLASSIFIER_METHODS else IMAGE_DATASETS:
             p = preset_for(m, d)
             s = p.settings
-            keys = (
-                "way",
-                "shot",
-                "train_way",
-                "meta_batch",
-                "inner_lr",
-                "iterations",
-                "lr",
-                "lr_step",
-                "batch_size",
-                "episodes",
-            )
-            shown = ", ".join(f"{k}={s[k]}" for k in keys if k in s)
-            click.echo(f"  {m} / {d}: {shown}")
+            shown_ = ", ".join(f"{k}={s[k]}" for k in keys if k in s)
+            click.echo(f"  {m} / {d}: {shown_}")
             click.echo(f"      {p.source}")
     click.echo("Tables (fsbench reproduce TABLE [--quick]):")
     for t in TABLES.values():

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 from importlib import metadata
 from pathlib import Path
 
@@ -15,6 +16,8 @@ RESULT = "result.json"
 METRICS = "metrics.jsonl"
 CURVE = "curve.png"
 CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"  # the weights of the best validation accuracy (select: best-val)
+EPISODES = "episodes.csv"  # per-episode test accuracies
 
 RESULT_FIELDS = (
     "method",
@@ -42,6 +45,47 @@ def versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             out[dist] = None
     return out
+
+
+def _git(folder: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def git_commit() -> dict | None:
+    """The commit of the fsbench checkout this code runs from (or that the cwd is), if any.
+
+    Tried in order: the folder of the imported fsbench (an editable install), then the current
+    directory when it is a checkout of this project (``packages/fsbench`` in it). ``dirty`` says
+    whether tracked files differ from the commit.
+    """
+    here = Path(__file__).resolve().parent
+    for folder in (here, Path.cwd()):
+        top = _git(folder, "rev-parse", "--show-toplevel")
+        if not top or not (Path(top) / "packages" / "fsbench").is_dir():
+            continue
+        commit = _git(folder, "rev-parse", "HEAD")
+        if commit:
+            status = _git(folder, "status", "--porcelain", "--untracked-files=no") or ""
+            return {"commit": commit, "dirty": bool(status), "checkout": top}
+    return None
+
+
+def write_episodes(path: Path, accuracies: list[float]) -> None:
+    """Per-episode accuracies as CSV (episode, accuracy), atomically."""
+    lines = ["episode,accuracy"] + [f"{i},{a:.6f}" for i, a in enumerate(accuracies)]
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+
+
+def read_episodes(path: Path) -> list[float]:
+    """The accuracies written by ``write_episodes``."""
+    rows = Path(path).read_text().splitlines()[1:]
+    return [float(r.split(",")[1]) for r in rows if r.strip()]
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -1,16 +1,26 @@
-"""Result tables: gather result.json files, average over seeds, put the published number beside ours."""
+"""Result tables: gather result.json files, average seeds of identical settings, published beside ours.
+
+A row is one setting: runs are averaged only when every setting but the seed is the same (and
+execution-only ones such as threads). Runs of the same method/dataset/way/shot with other settings
+are rows of their own, whose ``settings`` column names the values that set them apart. With
+several seeds, the CI is computed from the seeds' spread (1.96 x sample std / sqrt(seeds)); with
+one seed it is that run's own CI. Rows of data that differ from the published protocol's (e.g.
+the small Omniglot sets) get no published number.
+"""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import pandas as pd
 
-from fsbench.presets import CLASSIFIER_METHODS, TableSpec, published
+from fsbench.presets import CLASSIFIER_METHODS, TableSpec, published, semantic
 from fsbench.results import find_results
 
 KEYS = ["method", "dataset", "way", "shot"]
+SEED_CI = "1.96*std/sqrt(seeds) over seed means"
 
 
 def _key(result: dict) -> tuple:
@@ -19,53 +29,89 @@ def _key(result: dict) -> tuple:
     return tuple(result.get(k) for k in KEYS)
 
 
+def _signature(result: dict) -> str:
+    """Everything that must agree for two runs to be seeds of one setting."""
+    settings = semantic(result.get("settings") or {})
+    settings.pop("seed", None)
+    return json.dumps(
+        {"settings": settings, "label": result.get("dataset_label"), "query": result.get("query")},
+        sort_keys=True,
+        default=str,
+    )
+
+
+def _published(result: dict, method: str, dataset: str, way, shot) -> float | None:
+    if "published_percent" in result:  # written by fsbench: None when not comparable
+        return result["published_percent"]
+    return published(method, dataset, way, shot)
+
+
+def _differing(signatures: list[str]) -> list[str]:
+    """For each signature, 'key=value' of the settings in which the signatures disagree."""
+    parsed = [json.loads(s)["settings"] for s in signatures]
+    keys = sorted({k for p in parsed for k in p})
+    diff = [k for k in keys if len({json.dumps(p.get(k), sort_keys=True) for p in parsed}) > 1]
+    return [", ".join(f"{k}={p.get(k)}" for k in diff) for p in parsed]
+
+
+def _deviations(run: dict) -> str:
+    devs = run.get("deviations") or []
+    return ", ".join(f"{d['setting']}={d['value']}" for d in devs) if devs else ""
+
+
 def results_frame(results: list[dict]) -> pd.DataFrame:
-    """One row per setting (method, dataset, way, shot), seeds averaged; percentages."""
-    groups: dict[tuple, list[dict]] = {}
+    """One row per distinct setting, seeds averaged; percentages."""
+    groups: dict[tuple, dict[str, list[dict]]] = {}
     for r in results:
-        groups.setdefault(_key(r), []).append(r)
+        groups.setdefault(_key(r), {}).setdefault(_signature(r), []).append(r)
     rows = []
-    for key, runs in groups.items():
+    for key, by_settings in groups.items():
         method, dataset, way, shot = key
-        accs = [100.0 * r["accuracy"] for r in runs]
-        mean = sum(accs) / len(accs)
-        std = (
-            math.sqrt(sum((a - mean) ** 2 for a in accs) / (len(accs) - 1))
-            if len(accs) > 1
-            else 0.0
-        )
-        ci = sum(100.0 * r["ci95"] for r in runs) / len(runs)
-        pub = runs[0].get("published_percent")
-        if pub is None:
-            pub = published(method, dataset, way, shot)
-        rows.append(
-            {
-                "method": method,
-                "dataset": dataset,
-                "way": way if way is not None else runs[0].get("way"),
-                "shot": shot,
-                "ours_%": round(mean, 2),
-                "ci95_%": round(ci, 2),
-                "seed_std_%": round(std, 2),
-                "runs": len(runs),
-                "seeds": " ".join(
-                    str(r.get("seed")) for r in sorted(runs, key=lambda r: r.get("seed", 0))
-                ),
-                "published_%": pub,
-                "diff": round(mean - pub, 2) if pub is not None else None,
-                "iterations": runs[0].get("iterations"),
-                "episodes": runs[0].get("episodes"),
-                "ci95_method": runs[0].get("ci95_method", ""),
-                "device": runs[0].get("device"),
-                "train_s": round(sum(r.get("train_seconds", 0.0) for r in runs), 1),
-            }
-        )
+        labels = _differing(list(by_settings)) if len(by_settings) > 1 else [""]
+        for label, runs in zip(labels, by_settings.values(), strict=True):
+            runs = sorted(runs, key=lambda r: r.get("seed", 0))
+            accs = [100.0 * r["accuracy"] for r in runs]
+            n = len(accs)
+            mean = sum(accs) / n
+            std = math.sqrt(sum((a - mean) ** 2 for a in accs) / (n - 1)) if n > 1 else 0.0
+            ci = 1.96 * std / math.sqrt(n) if n > 1 else 100.0 * runs[0]["ci95"]
+            pub = _published(runs[0], method, dataset, way, shot)
+            rows.append(
+                {
+                    "method": method,
+                    "dataset": runs[0].get("dataset_label") or dataset,
+                    "way": way if way is not None else runs[0].get("way"),
+                    "shot": shot,
+                    "ours_%": round(mean, 2),
+                    "ci95_%": round(ci, 2),
+                    "seed_std_%": round(std, 2),
+                    "runs": n,
+                    "seeds": " ".join(str(r.get("seed")) for r in runs),
+                    "published_%": pub,
+                    "diff": round(mean - pub, 2) if pub is not None else None,
+                    "iterations": runs[0].get("iterations"),
+                    "episodes": runs[0].get("episodes"),
+                    "settings": label,
+                    "vs_preset": _deviations(runs[0]),
+                    "ci95_method": SEED_CI if n > 1 else runs[0].get("ci95_method", ""),
+                    "device": runs[0].get("device"),
+                    "train_s": round(sum(r.get("train_seconds", 0.0) for r in runs), 1),
+                    "_dataset": dataset,
+                }
+            )
     df = pd.DataFrame(rows)
     if not df.empty:
-        df = df.sort_values(["method", "dataset", "way", "shot"], na_position="first").reset_index(
-            drop=True
-        )
+        df = df.sort_values(
+            ["method", "dataset", "way", "shot", "settings"], na_position="first"
+        ).reset_index(drop=True)
+        if not df["settings"].astype(bool).any():
+            df = df.drop(columns=["settings"])
     return df
+
+
+def shown(df: pd.DataFrame) -> pd.DataFrame:
+    """The frame without its internal columns (for printing and files)."""
+    return df.drop(columns=[c for c in df.columns if c.startswith("_")])
 
 
 def load_results(dirs: list[Path]) -> list[dict]:
@@ -76,12 +122,13 @@ def load_results(dirs: list[Path]) -> list[dict]:
 
 
 def to_markdown(df: pd.DataFrame) -> str:
-    """A GitHub markdown table (no tabulate dependency); None/NaN print as '-'."""
+    """A GitHub markdown table (no tabulate dependency); None/NaN/'' print as '-'."""
+    df = shown(df)
     if df.empty:
         return "(no results)"
 
     def fmt(v) -> str:
-        if v is None or (isinstance(v, float) and math.isnan(v)):
+        if v is None or (isinstance(v, float) and math.isnan(v)) or v == "":
             return "-"
         if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
             return f"{v:g}"
@@ -94,29 +141,42 @@ def to_markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+DEVIATION_MARK = "*"
+
+
 def pivot_frame(spec: TableSpec, df: pd.DataFrame) -> pd.DataFrame:
-    """The source table's layout (rows x columns of its cells), each cell 'ours ± ci (published)'."""
+    """The source table's layout, each cell 'ours ± ci (published)'.
+
+    A cell whose run differs from the preset is marked with '*'; a row whose data differ from the
+    published protocol's is labelled with what it is and shows no published number.
+    """
     rows = list(dict.fromkeys(c.row for c in spec.cells))
     cols = list(dict.fromkeys(c.column for c in spec.cells))
     grid = pd.DataFrame("-", index=rows, columns=cols)
-    grid.index.name = "dataset"
+    labels = {r: r for r in rows}
     for cell in spec.cells:
         way = cell.overrides.get("way")
         shot = cell.overrides.get("shot")
-        match = (
-            df[(df["method"] == cell.method) & (df["dataset"] == cell.dataset)]
-            if not df.empty
-            else df
-        )
-        if cell.method not in CLASSIFIER_METHODS and not match.empty:
-            match = match[(match["way"] == way) & (match["shot"] == shot)]
+        match = df
+        if not df.empty:
+            match = df[(df["method"] == cell.method) & (df["_dataset"] == cell.dataset)]
+            if cell.method not in CLASSIFIER_METHODS:
+                match = match[(match["way"] == way) & (match["shot"] == shot)]
         pub = published(cell.method, cell.dataset, way, shot)
-        pub_s = f"{pub:g}" if pub is not None else "-"
         if match.empty:
-            grid.loc[cell.row, cell.column] = f"- ({pub_s})"
-        else:
-            r = match.iloc[0]
-            grid.loc[cell.row, cell.column] = f"{r['ours_%']:.1f} ± {r['ci95_%']:.1f} ({pub_s})"
+            grid.loc[cell.row, cell.column] = f"- ({pub:g})" if pub is not None else "-"
+            continue
+        r = match.iloc[0]
+        if r["dataset"] != cell.dataset:  # a label for data that is not the published set
+            labels[cell.row] = r["dataset"]
+        pub = r["published_%"]
+        mark = DEVIATION_MARK if r.get("vs_preset") else ""
+        text = f"{r['ours_%']:.1f} ± {r['ci95_%']:.1f}{mark}"
+        if pub is not None and not (isinstance(pub, float) and math.isnan(pub)):
+            text += f" ({pub:g})"
+        grid.loc[cell.row, cell.column] = text
+    grid.index = [labels[r] for r in rows]
+    grid.index.name = "dataset"
     return grid.reset_index()
 
 
@@ -124,6 +184,7 @@ def write_tables(df: pd.DataFrame, out_dir: Path, stem: str = "table") -> tuple[
     """``stem.md`` and ``stem.csv`` in out_dir."""
     from fsbench.results import atomic_write_bytes
 
+    df = shown(df)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     md, csv = out_dir / f"{stem}.md", out_dir / f"{stem}.csv"

@@ -86,7 +86,7 @@ def _generate(
     """Generate the dataset into a temporary folder, then move it (or its missing parts) into place."""
     mdmnist = _mdmnist()
     label = {2: "DoubleMNIST", 3: "TripleMNIST"}.get(num_digit, f"{num_digit}-digit MNIST")
-    log.warning(
+    log.info(
         "generating %s (%d images per class, %s) into %s; this happens once",
         label,
         num_image_per_class,

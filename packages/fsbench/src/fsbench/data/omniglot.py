@@ -1,23 +1,31 @@
-"""Omniglot in the standard few-shot protocol, from the official zips or the small background sets.
+"""Omniglot in the published few-shot protocols, from the official zips or the small background sets.
 
-Protocol (Vinyals et al. 2016; MAML; Prototypical Networks): each 105x105 drawing is resized to
-28x28 with PIL LANCZOS and inverted (strokes bright on a dark background, like MNIST); each
-rotation by 0, 90, 180, 270 degrees (counter-clockwise, exact ``torch.rot90`` of the resized image)
-is a class of its own. Characters are split, never drawings: all characters are sorted by
-``alphabet/character`` and permuted with ``numpy.random.RandomState(seed)``; the first 1,200 are
-the training characters, the rest (423) test. Of the 1,200, the last 172 are the validation split
-and the first 1,028 train, the sizes of the Vinyals split used by Prototypical Networks (4,112 /
-688 / 1,692 classes after rotation); train + val are MAML's 1,200 training characters.
+Images: each 105x105 drawing is resized to 28x28 with PIL LANCZOS and inverted (strokes bright on
+a dark background); rotations are exact ``torch.rot90`` quarter turns (counter-clockwise) of the
+resized image. Decoded images are cached once under ``data_root/omniglot/cache``.
 
-Sources, first found wins: ``images_background.zip`` + ``images_evaluation.zip`` (1,623
-characters) in ``data_root/omniglot`` or ``omniglot_dir``; downloaded there from the official
-repository when ``download=True`` and the network allows; else the small background sets
-(``images_background_small1.zip``, ``..._small2.zip``: 242 distinct characters, Greek and Latin are
-in both and count once) from ``omniglot_dir``, ``$FSBENCH_OMNIGLOT`` or ``../shared/data/omniglot``
-beside the repository checkout. On a set with fewer characters than the full one, two thirds of
-the characters (rounded) are the training characters and the rest test; the training characters
-give up the same 172/1,200 fraction to val. Decoded images are cached once under
-``data_root/omniglot/cache``.
+Two splits of the full set (1,623 characters), chosen with the ``omniglot_split`` option:
+
+- ``vinyals`` (Prototypical Networks): the class lists of Vinyals et al. as shipped in
+  jakesnell/prototypical-networks (package data ``splits/omniglot_vinyals``): 4,112 / 688 / 1,692
+  classes, each rotation of a character a class of its own; ``trainval`` = train + val.
+- ``cbfinn`` (MAML): the characters, sorted, shuffled with Python ``random.Random(1)``: 1,100
+  meta-train, 100 meta-val, 423 meta-test, as cbfinn/maml (which shuffles os.listdir order, which
+  differs between file systems: sorting makes the rule reproducible). A class is a character; each
+  sampled task turns each of its classes by a random multiple of 90 degrees (``rotate_classes``).
+
+Any other set of characters (the two small background sets offline, or partial zips) is split by
+alphabet, so that no alphabet is on two sides: alphabets sorted, permuted with
+``numpy.random.RandomState(seed)``, the test split takes whole alphabets until it holds 423/1,623
+of the characters, then val until 172/1,623, the rest is train. Such a split is not the published
+protocol: its results are labelled "Omniglot (small background sets, alphabet-disjoint)" and get
+no published number beside them, and a warning line says that the full set was not found.
+
+Sources, first found wins: ``images_background.zip`` + ``images_evaluation.zip`` in
+``data_root/omniglot`` or ``omniglot_dir``; downloaded there from the official repository when
+``download=True`` and the network allows; else the small background sets
+(``images_background_small1.zip``, ``..._small2.zip``: 242 distinct characters of 8 alphabets,
+Greek and Latin are in both and count once) from ``omniglot_dir`` or ``$FSBENCH_OMNIGLOT``.
 """
 
 from __future__ import annotations
@@ -25,10 +33,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import random
 import urllib.error
 import urllib.request
 import zipfile
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +61,10 @@ MD5 = {
     "images_evaluation": "6b91aef0f799c5bb55b94e3f2daec811",
 }
 FULL_CHARACTERS = 1623
-TRAIN_CHARACTERS = 1200
-VAL_CHARACTERS = 172
+TEST_CHARACTERS = 423  # the Vinyals test split's characters (cbfinn's meta-test is as large)
+VAL_CHARACTERS = 172  # the Vinyals val split's characters
+CBFINN_TRAIN, CBFINN_VAL = 1100, 100
+OMNIGLOT_SPLITS = ("vinyals", "cbfinn")
 ROTATIONS = (0, 90, 180, 270)
 IMAGE_SIZE = 28
 RESAMPLE = "lanczos"
@@ -64,18 +76,6 @@ class OmniglotSource:
 
     kind: str
     zips: list[Path]
-
-
-def _repo_shared_omniglot() -> Path | None:
-    """``../shared/data/omniglot`` beside the repository checkout (of this file, or of the cwd)."""
-    for start in (Path(__file__).resolve(), Path.cwd().resolve() / "_"):
-        for parent in start.parents:
-            if (parent / ".git").exists() or (parent / "noxfile.py").is_file():
-                candidate = parent.parent / "shared" / "data" / "omniglot"
-                if candidate.is_dir():
-                    return candidate
-                break
-    return None
 
 
 def _full_in(folder: Path) -> list[Path] | None:
@@ -149,9 +149,17 @@ def find_source(
             download_error = e
             log.warning("%s; falling back to the small background sets", e)
     env = os.environ.get("FSBENCH_OMNIGLOT")
-    candidates = [user_dir, Path(env).expanduser() if env else None, _repo_shared_omniglot()]
+    candidates = [user_dir, Path(env).expanduser() if env else None]
     for folder in candidates:
         if folder is not None and folder.is_dir() and (zips := _small_in(folder)):
+            log.warning(
+                "the full Omniglot (images_background.zip + images_evaluation.zip) is not in %s%s; "
+                "using the small background sets in %s instead: split by alphabet, NOT comparable "
+                "to published numbers (--download or --dataset-dir DIR for the full set)",
+                full_home,
+                f" or {user_dir}" if user_dir is not None else "",
+                folder,
+            )
             return OmniglotSource("small", zips)
     if download_error is not None:
         raise download_error
@@ -213,7 +221,7 @@ def decoded(
     hit = load_arrays(cache, fp)
     if hit is not None:
         return hit
-    log.warning(
+    log.info(
         "decoding Omniglot (%s) once; cached at %s", ", ".join(z.name for z in source.zips), cache
     )
     arrays = read_zips(source.zips, size, progress)
@@ -221,20 +229,99 @@ def decoded(
     return arrays
 
 
-def character_split(num_characters: int, seed: int) -> dict[str, np.ndarray]:
-    """Character indices of train / val / test (see the module docstring for the rule)."""
-    perm = np.random.RandomState(seed).permutation(num_characters)
-    if num_characters >= FULL_CHARACTERS:
-        n_trainval = TRAIN_CHARACTERS
-    else:
-        n_trainval = round(num_characters * 2 / 3)
-    n_val = round(n_trainval * VAL_CHARACTERS / TRAIN_CHARACTERS)
-    n_train = n_trainval - n_val
+def vinyals_classes(split: str) -> list[str]:
+    """The class lines (``Alphabet/characterNN/rotDDD``) of one Vinyals split file."""
+    text = (
+        resources.files("fsbench.data")
+        .joinpath("splits", "omniglot_vinyals", f"{split}.txt")
+        .read_text()
+    )
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def cbfinn_split(characters: list[str]) -> dict[str, list[str]]:
+    """cbfinn/maml's split of the 1,623 characters: sorted, random.Random(1).shuffle, 1,100/100/rest."""
+    order = sorted(characters)
+    random.Random(1).shuffle(order)
     return {
-        "train": np.sort(perm[:n_train]),
-        "val": np.sort(perm[n_train:n_trainval]),
-        "test": np.sort(perm[n_trainval:]),
+        "train": order[:CBFINN_TRAIN],
+        "val": order[CBFINN_TRAIN : CBFINN_TRAIN + CBFINN_VAL],
+        "test": order[CBFINN_TRAIN + CBFINN_VAL :],
     }
+
+
+def alphabet_split(characters: list[str], seed: int) -> dict[str, list[str]]:
+    """Split whole alphabets: test until 423/1,623 of the characters, then val until 172/1,623."""
+    alphabets = sorted({c.split("/")[0] for c in characters})
+    if len(alphabets) < 3:
+        raise FsbenchError(
+            f"an alphabet-disjoint train/val/test split needs at least 3 alphabets; these "
+            f"Omniglot zips hold {len(alphabets)} ({', '.join(alphabets)})"
+        )
+    size = {a: sum(c.split("/")[0] == a for c in characters) for a in alphabets}
+    order = [alphabets[i] for i in np.random.RandomState(seed).permutation(len(alphabets))]
+    target_test = len(characters) * TEST_CHARACTERS / FULL_CHARACTERS
+    target_val = len(characters) * VAL_CHARACTERS / FULL_CHARACTERS
+    parts: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    held = {"val": 0, "test": 0}
+    for i, alphabet in enumerate(order):
+        after = len(order) - i - 1  # alphabets still to place: keep one for val and one for train
+        if held["test"] < target_test and after >= 2:
+            part = "test"
+        elif held["val"] < target_val and after >= 1:
+            part = "val"
+        else:
+            part = "train"
+        parts[part].append(alphabet)
+        if part != "train":
+            held[part] += size[alphabet]
+    return {
+        part: sorted(c for c in characters if c.split("/")[0] in set(names))
+        for part, names in parts.items()
+    }
+
+
+def is_full(characters: list[str]) -> bool:
+    """The official 1,623 characters (every character of the Vinyals lists is there)."""
+    if len(characters) != FULL_CHARACTERS:
+        return False
+    listed = {
+        line.rsplit("/", 1)[0] for s in ("train", "val", "test") for line in vinyals_classes(s)
+    }
+    return listed == set(characters)
+
+
+def _classes(
+    split: str, characters: list[str], full: bool, mode: str, seed: int
+) -> tuple[list[tuple[str, int]], str]:
+    """The classes of a split as (character, quarter turns), and the rule that chose them."""
+    if mode not in OMNIGLOT_SPLITS:
+        raise FsbenchError(
+            f"omniglot_split must be one of {', '.join(OMNIGLOT_SPLITS)}, got {mode!r}"
+        )
+    rotations = mode == "vinyals"  # each rotation a class; cbfinn rotates per task instead
+    if full and mode == "vinyals":
+        lines = vinyals_classes(split)
+        classes = [(ln.rsplit("/", 1)[0], int(ln.rsplit("/rot", 1)[1]) // 90) for ln in lines]
+        return (
+            classes,
+            "Vinyals et al. class lists (jakesnell/prototypical-networks splits/vinyals)",
+        )
+    if full:
+        chars = cbfinn_split(characters)[split]
+        rule = (
+            "cbfinn/maml: characters sorted, shuffled with random.Random(1); 1,100 meta-train, "
+            "100 meta-val, 423 meta-test"
+        )
+    else:
+        chars = alphabet_split(characters, seed)[split]
+        rule = (
+            "alphabet-disjoint: alphabets permuted with numpy RandomState(seed); test takes whole "
+            "alphabets up to 423/1,623 of the characters, val up to 172/1,623, the rest train"
+        )
+    if rotations:
+        return [(c, k) for c in chars for k in range(len(ROTATIONS))], rule
+    return [(c, 0) for c in chars], rule
 
 
 def load_omniglot(
@@ -246,8 +333,9 @@ def load_omniglot(
     omniglot_dir: str | Path | None = None,
     download: bool = False,
     progress: bool = True,
+    omniglot_split: str = "vinyals",
 ) -> ArrayStore:
-    """One Omniglot split: uint8 [N, 1, 28, 28], one class per (character, rotation)."""
+    """One Omniglot split: uint8 [N, 1, 28, 28]; a class per (character, rotation) or character."""
     source = find_source(data_root, omniglot_dir, download, progress)
     arrays = decoded(source, data_root, progress=progress)
     characters = [str(c) for c in arrays["characters"]]
@@ -256,35 +344,66 @@ def load_omniglot(
         raise FsbenchError(
             f"Omniglot cache under {data_root / 'omniglot'} is inconsistent; delete it"
         )
-    splits = character_split(len(characters), seed)
-    chosen = splits[split]
-    if len(chosen) == 0:
+    full = source.kind == "full" and is_full(characters)
+    classes, rule = _classes(split, characters, full, omniglot_split, seed)
+    if not classes:
         raise FsbenchError(
             f"the Omniglot {split} split is empty for this source ({len(characters)} characters)"
         )
-    local = np.full(len(characters), -1, dtype=np.int64)
-    local[chosen] = np.arange(len(chosen))
-    keep = local[char] >= 0
-    imgs = torch.from_numpy(images[keep])
-    lab = torch.from_numpy(local[char][keep])
-    nrot = len(ROTATIONS)
-    data = torch.cat([torch.rot90(imgs, k, dims=(1, 2)) for k in range(nrot)]).unsqueeze(1)
-    labels = torch.cat([lab * nrot + k for k in range(nrot)])
-    names = [f"{characters[c]}/rot{deg:03d}" for c in chosen for deg in ROTATIONS]
-    meta = {
+    index = {c: i for i, c in enumerate(characters)}
+    missing = sorted({c for c, _ in classes if c not in index})
+    if missing:
+        raise FsbenchError(
+            f"Omniglot zips lack {len(missing)} listed characters, e.g. {missing[0]}"
+        )
+    order = np.argsort(char, kind="stable")
+    starts = np.searchsorted(char[order], np.arange(len(characters)))
+    ends = np.searchsorted(char[order], np.arange(len(characters)), side="right")
+    parts, labels = [], []
+    for label, (name, turns) in enumerate(classes):
+        c = index[name]
+        imgs = torch.from_numpy(images[order[starts[c] : ends[c]]])
+        parts.append(torch.rot90(imgs, turns, dims=(1, 2)) if turns else imgs)
+        labels.append(torch.full((len(imgs),), label, dtype=torch.int64))
+    data = torch.cat(parts).unsqueeze(1)
+    per_task_rotation = omniglot_split == "cbfinn"
+    names = [f"{c}/rot{ROTATIONS[k]:03d}" if not per_task_rotation else c for c, k in classes]
+    alphabets = sorted({c.split("/")[0] for c, _ in classes})
+    meta: dict = {
         "source": [str(z) for z in source.zips],
         "omniglot_set": "full official (background + evaluation, 1,623 characters)"
-        if source.kind == "full"
-        else "small background sets (offline fallback, not the full benchmark)",
+        if full
+        else (
+            "small background sets (offline fallback, not the full benchmark)"
+            if source.kind == "small"
+            else f"partial set of {len(characters)} characters (not the full benchmark)"
+        ),
+        "omniglot_split": omniglot_split
+        if full
+        else f"alphabet-disjoint ({omniglot_split} classes)",
+        "split_rule": rule,
+        "split_seed": seed if not full else None,
+        "characters": len({c for c, _ in classes}),
         "total_characters": len(characters),
-        "split_characters": {k: int(len(v)) for k, v in splits.items()},
-        "split_rule": "characters permuted with numpy RandomState(seed); first "
-        + (f"{TRAIN_CHARACTERS}" if len(characters) >= FULL_CHARACTERS else "two thirds (rounded)")
-        + f" are training characters, of which the last {VAL_CHARACTERS}/{TRAIN_CHARACTERS} "
-        "fraction is val; the rest test",
-        "split_seed": seed,
-        "rotations": list(ROTATIONS),
+        "alphabets": alphabets,
+        "rotations": "a random multiple of 90 degrees per class and task (cbfinn/maml)"
+        if per_task_rotation
+        else "each of 0/90/180/270 degrees is a class of its own",
         "preprocessing": f"resized to {IMAGE_SIZE}x{IMAGE_SIZE} with PIL LANCZOS, inverted "
         "(strokes 255 on 0), rotations by torch.rot90 counter-clockwise",
     }
-    return ArrayStore(data, labels, names, device, meta=meta)
+    if not full:
+        label = (
+            "Omniglot (small background sets, alphabet-disjoint)"
+            if source.kind == "small"
+            else f"Omniglot ({len(characters)} characters, alphabet-disjoint)"
+        )
+        meta.update(
+            comparable=False,
+            label=label,
+            not_comparable="not the full Omniglot: published numbers use 1,623 characters and "
+            "the published split",
+        )
+    return ArrayStore(
+        data, torch.cat(labels), names, device, meta=meta, rotate_classes=per_task_rotation
+    )

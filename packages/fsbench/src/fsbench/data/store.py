@@ -41,10 +41,9 @@ class Episode:
     support_y: torch.Tensor
     query_x: torch.Tensor
     query_y: torch.Tensor
-
-    @property
-    def way(self) -> int:
-        return int(self.support_y.max().item()) + 1
+    way: int
+    shot: int
+    query: int
 
 
 class ArrayStore:
@@ -54,6 +53,8 @@ class ArrayStore:
     ``labels`` their class ids 0..C-1. uint8 data is converted to float in [0, 1] only for the
     examples an episode draws, so a whole dataset stays compact on the device. ``meta`` carries
     JSON-able provenance facts (source file, protocol notes) that ``describe_split`` reports.
+    With ``rotate_classes`` every class of every sampled task is turned by its own random multiple
+    of 90 degrees (cbfinn/maml's Omniglot augmentation; square images only).
     """
 
     def __init__(
@@ -64,6 +65,7 @@ class ArrayStore:
         device: torch.device | str = "cpu",
         *,
         meta: dict[str, Any] | None = None,
+        rotate_classes: bool = False,
     ) -> None:
         if data.ndim < 1 or labels.ndim != 1 or data.shape[0] != labels.shape[0]:
             raise FsbenchError(
@@ -87,8 +89,13 @@ class ArrayStore:
             else [str(c) for c in range(self.num_classes)]
         )
         self.meta: dict[str, Any] = dict(meta or {})
+        if rotate_classes and (self.data.ndim < 3 or self.data.shape[-1] != self.data.shape[-2]):
+            raise FsbenchError("rotate_classes needs square images")
+        self.rotate_classes = rotate_classes
         counts = torch.bincount(self.labels, minlength=self.num_classes)
         self.class_counts = counts
+        # Python ints, read once here, so that checks never wait for the device.
+        self._min_class_size = int(counts.min().item()) if self.num_classes else 0
         # index table [C, Kmax]: row c lists the positions of class c, padded with -1.
         order = torch.argsort(self.labels, stable=True)
         kmax = int(counts.max().item()) if self.num_classes else 0
@@ -113,11 +120,18 @@ class ArrayStore:
 
     @property
     def min_class_size(self) -> int:
-        return int(self.class_counts.min().item()) if self.num_classes else 0
+        return self._min_class_size
 
     def to(self, device: torch.device | str) -> ArrayStore:
         """The same split on another device (a copy; this store is unchanged)."""
-        return ArrayStore(self.data, self.labels, self.class_names, device, meta=self.meta)
+        return ArrayStore(
+            self.data,
+            self.labels,
+            self.class_names,
+            device,
+            meta=self.meta,
+            rotate_classes=self.rotate_classes,
+        )
 
     def generator(self, seed: int) -> torch.Generator:
         """A torch.Generator on this store's device, seeded, for ``sample_episode``."""
@@ -158,11 +172,21 @@ class ArrayStore:
             )
 
     def sample_indices(
-        self, generator: torch.Generator, way: int, shot: int, query: int, batch: int = 1
+        self,
+        generator: torch.Generator,
+        way: int,
+        shot: int,
+        query: int,
+        batch: int = 1,
+        check: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Positions of an episode's examples, [B, way, shot+query], and its classes, [B, way]."""
-        self.check_episode(way, shot, query, batch)
-        self._check_generator(generator)
+        """Positions of an episode's examples, [B, way, shot+query], and its classes, [B, way].
+
+        ``check=False`` skips the argument checks (a training loop checks once, up front).
+        """
+        if check:
+            self.check_episode(way, shot, query, batch)
+            self._check_generator(generator)
         way, shot, query, batch = (operator.index(v) for v in (way, shot, query, batch))
         dev = self.device
         # A uniform random subset of classes per task: the first `way` of a random permutation.
@@ -180,22 +204,41 @@ class ArrayStore:
         return idx, classes
 
     def sample_episode(
-        self, generator: torch.Generator, way: int, shot: int, query: int, batch: int = 1
+        self,
+        generator: torch.Generator,
+        way: int,
+        shot: int,
+        query: int,
+        batch: int = 1,
+        check: bool = True,
     ) -> Episode:
         """Draw ``batch`` independent tasks: ``way`` classes, ``shot + query`` distinct examples each."""
-        idx, _ = self.sample_indices(generator, way, shot, query, batch)
+        idx, _ = self.sample_indices(generator, way, shot, query, batch, check)
         way, shot, query, batch = (operator.index(v) for v in (way, shot, query, batch))
         shape = self.example_shape
         # Gather support and query separately, so each comes out contiguous (no slice copies).
         support = self.to_float(self.data[idx[:, :, :shot].reshape(-1)])
         query_ = self.to_float(self.data[idx[:, :, shot:].reshape(-1)])
+        if self.rotate_classes:
+            turns = torch.randint(4, (batch, way), generator=generator, device=self.device)
+            support = _rotate(support.view(batch, way, shot, *shape), turns)
+            query_ = _rotate(query_.view(batch, way, query, *shape), turns)
         labels = torch.arange(way, device=self.device).view(1, way)
         return Episode(
             support_x=support.view(batch, way * shot, *shape),
             support_y=labels.repeat_interleave(shot, dim=1).expand(batch, -1).contiguous(),
             query_x=query_.view(batch, way * query, *shape),
             query_y=labels.repeat_interleave(query, dim=1).expand(batch, -1).contiguous(),
+            way=way,
+            shot=shot,
+            query=query,
         )
+
+    def batch_slice(self, step: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The reference MNIST-1D loop's minibatch: examples [(step * b) % N : ... + b], no shuffle."""
+        start = (int(step) * int(batch_size)) % len(self)
+        end = start + int(batch_size)
+        return self.to_float(self.data[start:end]), self.labels[start:end]
 
     def sample_batch(
         self, generator: torch.Generator, batch_size: int
@@ -207,3 +250,16 @@ class ArrayStore:
         self._check_generator(generator)
         idx = torch.randint(len(self), (batch_size,), generator=generator, device=self.device)
         return self.to_float(self.data[idx]), self.labels[idx]
+
+
+def _rotate(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
+    """Turn x [B, way, n, ..., H, W] by ``turns`` [B, way] quarter turns (counter-clockwise).
+
+    All four turns are computed and selected with ``where``: no boolean indexing, so no wait for
+    the device (the images are small).
+    """
+    shape = (*turns.shape, *([1] * (x.dim() - turns.dim())))
+    out = x
+    for k in (1, 2, 3):
+        out = torch.where((turns == k).view(shape), torch.rot90(x, k, dims=(-2, -1)), out)
+    return out

@@ -12,7 +12,7 @@ import torch
 
 from fsbench.errors import FsbenchError
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def resolve_device(choice: str) -> torch.device:
@@ -69,15 +69,17 @@ def configure_backend(device: torch.device) -> None:
 
 
 def resolve_precision(choice: str, device: torch.device) -> str:
-    """``auto`` -> bf16 on CUDA GPUs that support it (fp16 otherwise), fp32 on CPU."""
+    """fp32 (TF32 matmuls on CUDA) unless bf16/fp16 autocast is asked for, which needs CUDA.
+
+    Reproductions train in fp32: mixed precision is a speed option a user turns on, never a
+    silent default behind a number printed beside a published one.
+    """
     if choice not in PRECISIONS:
         raise FsbenchError(f"--precision must be one of {', '.join(PRECISIONS)}, got {choice!r}")
-    if device.type != "cuda":
-        if choice in ("bf16", "fp16"):
-            raise FsbenchError(f"--precision {choice} is for CUDA only; use fp32 or auto on CPU")
-        return "fp32"
-    if choice == "auto":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.type != "cuda" and choice != "fp32":
+        raise FsbenchError(f"--precision {choice} is for CUDA only; use fp32 on CPU")
+    if choice == "bf16" and not torch.cuda.is_bf16_supported():
+        raise FsbenchError("--precision bf16: this GPU does not support bfloat16; use fp32 or fp16")
     return choice
 
 

@@ -20,13 +20,14 @@ from fsbench.errors import FsbenchError
 
 @dataclass(frozen=True)
 class CellJob:
-    """One setting to run into ``out`` (overwriting an earlier run there)."""
+    """One setting to run into ``out``: continue its checkpoint, or start again there."""
 
     settings: dict
     out: Path
     data_root: str | Path | None = None
     device: str = "auto"
     quiet: bool = False
+    resume: bool = False
 
 
 def run_job(job: CellJob) -> dict:
@@ -36,7 +37,8 @@ def run_job(job: CellJob) -> dict:
         job.out,
         data_root=job.data_root,
         device=job.device,
-        overwrite=True,
+        overwrite=not job.resume,
+        resume=job.resume,
         quiet=job.quiet,
     )
 
@@ -54,7 +56,10 @@ def prepare_data(jobs: Sequence[CellJob]) -> None:
         if key in seen:
             continue
         seen.add(key)
-        for split in ("train", "test"):
+        splits = [job.settings.get("train_split", "train"), "test"]
+        if int(job.settings.get("eval_every") or 0) > 0:
+            splits.append("val")
+        for split in splits:
             load_store(
                 load_split,
                 job.settings["dataset"],

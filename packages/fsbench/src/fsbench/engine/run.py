@@ -1,8 +1,9 @@
-"""One setting end to end: load the splits, train, evaluate, write result.json, log, curve."""
+"""One setting end to end: load the splits, train, select, evaluate, write result.json, log, curve."""
 
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,25 +19,47 @@ from fsbench.engine.device import (
     resolve_precision,
     seed_everything,
 )
-from fsbench.engine.trainer import TEST_STREAM, make_generator, show_progress, train
+from fsbench.engine.trainer import (
+    TEST_STREAM,
+    TrainOutcome,
+    load_checkpoint,
+    make_generator,
+    show_progress,
+    train,
+)
 from fsbench.errors import FsbenchError
 from fsbench.methods import build_method
-from fsbench.presets import CLASSIFIER_METHODS, MDMNIST_DATASETS, published
+from fsbench.methods.base import Method
+from fsbench.presets import (
+    CLASSIFIER_METHODS,
+    MDMNIST_DATASETS,
+    deviations,
+    differences,
+    preset_for,
+    published,
+    published_source,
+)
 from fsbench.results import (
+    BEST,
     CHECKPOINT,
     CURVE,
+    EPISODES,
     METRICS,
     RESULT,
+    git_commit,
     plot_curve,
     read_metrics,
     versions,
+    write_episodes,
     write_json,
 )
 
+log = logging.getLogger("fsbench")
 Loader = Callable[..., ArrayStore]
+Describer = Callable[[str, str, ArrayStore], dict]
 
 
-def _registry_loader() -> tuple[Loader, Callable[[str, str, ArrayStore], dict] | None]:
+def _registry_loader() -> tuple[Loader, Describer]:
     """load_split and describe_split of the data layer."""
     from fsbench.data import describe_split, load_split
 
@@ -59,12 +82,19 @@ def load_store(
 ) -> ArrayStore:
     """One split through the data layer; unexpected loader failures become one-line user errors."""
     try:
-        return loader(name, split, data_root=data_root, device=str(device), **options)
+        store = loader(name, split, data_root=data_root, device=str(device), **options)
     except FsbenchError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         msg = " ".join(str(exc).split()) or type(exc).__name__
         raise FsbenchError(f"cannot load the {split} split of {name}: {msg}") from exc
+    return store
+
+
+def summary(split: str, store: ArrayStore) -> str:
+    """'train 64,000 examples of 64x64 in 64 classes' for the log."""
+    shape = "x".join(str(d) for d in store.example_shape)
+    return f"{split} {len(store):,} examples of {shape} in {store.num_classes:,} classes"
 
 
 def load_options(settings: dict) -> dict:
@@ -75,7 +105,7 @@ def load_options(settings: dict) -> dict:
     return options
 
 
-def check_split(method, store: ArrayStore, dataset: str, split: str) -> None:
+def check_split(method: Method, store: ArrayStore, dataset: str, split: str) -> None:
     """The episode shape must fit the split: turn the store's ValueError into a user error."""
     try:
         method.check(store, split)
@@ -93,13 +123,163 @@ def check_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
         )
 
 
+def describe_differences(diff: dict[str, tuple], here: str, there: str) -> str:
+    """'lr 0.01 here, 0.001 there; ...' for a one-line message (at most four settings)."""
+    parts = [f"{k} {a!r} {here}, {b!r} {there}" for k, (a, b) in list(diff.items())[:4]]
+    more = len(diff) - 4
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def check_resume(out: Path, settings: dict) -> None:
+    """--resume continues only the same run: the same settings, or a larger --iterations."""
+    path = Path(out) / CHECKPOINT
+    if not path.exists():
+        return
+    try:
+        saved = load_checkpoint(path).get("settings") or {}
+    except Exception as exc:  # a damaged file: say so, never a traceback
+        raise FsbenchError(f"--resume: cannot read {path} ({type(exc).__name__})") from None
+    diff = differences(settings, saved)
+    its = diff.pop("iterations", None)
+    if its is not None and float(its[0]) < float(its[1]):
+        diff["iterations"] = its
+    if diff:
+        raise FsbenchError(
+            f"--resume: {path} was trained with other settings ("
+            + describe_differences(diff, "asked", "in the checkpoint")
+            + "); use the same settings (a larger --iterations continues it), or --overwrite"
+        )
+
+
 def prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
     """Create OUT (once every input has been checked) and clear an earlier run on --overwrite."""
     check_out_dir(out, resume, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     if overwrite and not resume:
-        for p in (RESULT, CHECKPOINT, METRICS, CURVE):
+        for p in (RESULT, CHECKPOINT, BEST, METRICS, CURVE, EPISODES):
             (out / p).unlink(missing_ok=True)
+
+
+def tested_weights(out: Path, settings: dict, outcome_best: int | None) -> tuple[dict, str]:
+    """The weights to test and a sentence saying which: best on validation, or the last."""
+    best = Path(out) / BEST
+    if settings.get("select") == "best-val" and best.exists():
+        state = load_checkpoint(best)
+        return state["model"], f"best validation accuracy (iteration {state['iteration']})"
+    state = load_checkpoint(Path(out) / CHECKPOINT)
+    why = "last iteration"
+    if settings.get("select") == "best-val":
+        why += " (no validation ran before the end, so nothing to select from)"
+    return state["model"], why
+
+
+def describe_device(dev: torch.device) -> str:
+    return str(dev) if dev.type == "cpu" else f"{dev} ({torch.cuda.get_device_name(dev)})"
+
+
+def test_episodes(
+    method: Method,
+    store: ArrayStore,
+    settings: dict,
+    dev: torch.device,
+    precision: str,
+    quiet: bool,
+    *,
+    way: int | None = None,
+    shot: int | None = None,
+    query: int | None = None,
+):
+    """The test evaluation of a setting: its own episode stream, seeded apart from training."""
+    gen = make_generator(store.device, int(settings["seed"]) + TEST_STREAM)
+    classifier = settings["method"] in CLASSIFIER_METHODS
+    total = len(store) if classifier else int(settings["episodes"])
+    with (
+        tqdm(
+            total=total,
+            desc=f"eval {settings['method']}",
+            disable=not show_progress(quiet),
+            dynamic_ncols=True,
+        ) as bar,
+        autocast(dev, precision),
+    ):
+        return method.evaluate(
+            store, gen, int(settings["episodes"]), progress=bar, way=way, shot=shot, query=query
+        )
+
+
+def build_result(
+    settings: dict,
+    res,
+    *,
+    train_store: ArrayStore,
+    test_store: ArrayStore,
+    describe: Describer,
+    dev: torch.device,
+    precision: str,
+    iterations: int,
+    selection: dict,
+    timings: dict,
+) -> dict:
+    """The result.json of a run (or of an evaluation of a trained run)."""
+    name, method_name = settings["dataset"], settings["method"]
+    classifier = method_name in CLASSIFIER_METHODS
+    way = test_store.num_classes if classifier else int(settings["way"])
+    shot = None if classifier else int(settings["shot"])
+    query = None if classifier else int(settings["query"])
+    data = {
+        "train": describe(name, settings.get("train_split", "train"), train_store),
+        "test": describe(name, "test", test_store),
+    }
+    comparable = test_store.meta.get("comparable", True)
+    pub = published(method_name, name, None if classifier else way, shot) if comparable else None
+    result = {
+        "method": method_name,
+        "dataset": name,
+        "dataset_label": test_store.meta.get("label", name),
+        "way": way,
+        "shot": shot,
+        "query": query,
+        "accuracy": res.accuracy,
+        "ci95": res.ci95,
+        "ci95_method": res.ci95_method,
+        "episodes": res.episodes,
+        "iterations": iterations,
+        "seed": int(settings["seed"]),
+        "device": describe_device(dev),
+        "precision": precision,
+        **timings,
+        "torch_threads": torch.get_num_threads(),
+        "published_percent": pub,
+        "published_source": published_source(method_name, name) if pub is not None else None,
+        "preset_source": settings.get("preset_source"),
+        "protocol_notes": list(preset_for(method_name, name).notes),
+        "deviations": deviations(settings),
+        "selection": selection,
+        "settings": {k: v for k, v in settings.items() if k != "preset_source"},
+        "data": data,
+        "versions": versions(),
+        "git": git_commit(),
+        "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if not comparable:
+        result["not_comparable"] = test_store.meta.get(
+            "not_comparable", "the data differ from the published protocol's"
+        )
+    if res.per_episode:
+        result["per_episode_file"] = EPISODES
+    return result
+
+
+def write_run_files(out: Path, result: dict, per_episode: list[float], curve: bool) -> None:
+    """result.json, the per-episode accuracies and (for a trained run) the curve."""
+    if per_episode:
+        write_episodes(out / EPISODES, per_episode)
+    write_json(out / RESULT, result)
+    if curve:
+        title = f"{result['method']} on {result['dataset_label']}"
+        if result["shot"] is not None:
+            title += f", {result['way']}-way {result['shot']}-shot"
+        plot_curve(read_metrics(out / METRICS), out / CURVE, title)
 
 
 def run_setting(
@@ -112,16 +292,18 @@ def run_setting(
     overwrite: bool = False,
     quiet: bool = False,
     loader: Loader | None = None,
-    describe: Callable[[str, str, ArrayStore], dict] | None = None,
+    describe: Describer | None = None,
 ) -> dict:
     """Train and evaluate one setting into ``out``; returns the result dict (also result.json)."""
     out = Path(out)
     dev = resolve_device(device)
-    precision = resolve_precision(settings.get("precision", "auto"), dev)
+    precision = resolve_precision(settings.get("precision", "fp32"), dev)
     if loader is None:
         loader, describe = _registry_loader()
     describe = describe or _basic_description
     check_out_dir(out, resume, overwrite)
+    if resume:
+        check_resume(out, settings)
     threads = settings.get("threads")
     if threads:
         torch.set_num_threads(int(threads))
@@ -131,8 +313,9 @@ def run_setting(
     name, method_name = settings["dataset"], settings["method"]
     options = load_options(settings)
     t_start = time.perf_counter()
+    train_split = settings.get("train_split", "train")
     train_store = load_store(
-        loader, name, "train", data_root=data_root, device=dev, options=options
+        loader, name, train_split, data_root=data_root, device=dev, options=options
     )
     test_store = load_store(loader, name, "test", data_root=data_root, device=dev, options=options)
     val_store = None
@@ -144,14 +327,30 @@ def run_setting(
 
     method = build_method(settings, train_store.example_shape, train_store.num_classes)
     method.to(dev)
-    check_split(method, train_store, name, "train")
+    check_split(method, train_store, name, train_split)
     check_split(method, test_store, name, "test")
     if val_store is not None:
         check_split(method, val_store, name, "val")
+    if not quiet:
+        stores = [(train_split, train_store), ("val", val_store), ("test", test_store)]
+        label = test_store.meta.get("label", name)
+        log.info(
+            "%s: %s",
+            label,
+            "; ".join(summary(split, st) for split, st in stores if st is not None),
+        )
+        log.info(
+            "%s: %s iterations on %s, %d torch thread(s), %s",
+            method_name,
+            f"{int(settings['iterations']):,}",
+            describe_device(dev),
+            torch.get_num_threads(),
+            precision,
+        )
 
     # Only now, with every input checked, does OUT appear.
     prepare_out_dir(out, resume, overwrite)
-    outcome = train(
+    outcome: TrainOutcome = train(
         method,
         train_store,
         settings,
@@ -162,62 +361,40 @@ def run_setting(
         val_store=val_store,
         quiet=quiet,
     )
+    weights, why = tested_weights(out, settings, outcome.best_iteration)
+    method.model.load_state_dict(weights)
+    selection = {
+        "select": settings.get("select", "last"),
+        "tested": why,
+        "tested_iteration": outcome.best_iteration if why.startswith("best") else outcome.iteration,
+        "best_val_accuracy": outcome.best_val_accuracy,
+        "validations": outcome.validations,
+    }
 
     t_eval = time.perf_counter()
-    gen = make_generator(test_store.device, int(settings["seed"]) + TEST_STREAM)
-    classifier = method_name in CLASSIFIER_METHODS
-    total = len(test_store) if classifier else int(settings["episodes"])
-    with (
-        tqdm(
-            total=total,
-            desc=f"eval {method_name}",
-            disable=not show_progress(quiet),
-            dynamic_ncols=True,
-        ) as bar,
-        autocast(dev, precision),
-    ):
-        res = method.evaluate(test_store, gen, int(settings["episodes"]), progress=bar)
-    eval_seconds = time.perf_counter() - t_eval
-
-    way = test_store.num_classes if classifier else int(settings["way"])
-    shot = None if classifier else int(settings["shot"])
-    query = None if classifier else int(settings["query"])
-    pub = published(method_name, name, way if not classifier else None, shot)
-    result = {
-        "method": method_name,
-        "dataset": name,
-        "way": way,
-        "shot": shot,
-        "query": query,
-        "accuracy": res.accuracy,
-        "ci95": res.ci95,
-        "ci95_method": res.ci95_method,
-        "episodes": res.episodes,
-        "iterations": outcome.iteration,
-        "seed": int(settings["seed"]),
-        "device": str(dev) if dev.type == "cpu" else f"{dev} ({torch.cuda.get_device_name(dev)})",
-        "precision": precision,
+    res = test_episodes(method, test_store, settings, dev, precision, quiet)
+    timings = {
         "wall_seconds": round(time.perf_counter() - t_start, 3),
         "train_seconds": round(outcome.seconds, 3),
-        "eval_seconds": round(eval_seconds, 3),
+        "eval_seconds": round(time.perf_counter() - t_eval, 3),
         "load_seconds": round(load_seconds, 3),
         "resumed_from": outcome.resumed_from,
-        "torch_threads": torch.get_num_threads(),
-        "published_percent": pub,
-        "preset_source": settings.get("preset_source"),
-        "settings": {k: v for k, v in settings.items() if k != "preset_source"},
-        "data": {
-            "train": describe(name, "train", train_store),
-            "test": describe(name, "test", test_store),
-        },
-        "versions": versions(),
-        "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    result = build_result(
+        settings,
+        res,
+        train_store=train_store,
+        test_store=test_store,
+        describe=describe,
+        dev=dev,
+        precision=precision,
+        iterations=outcome.iteration,
+        selection=selection,
+        timings=timings,
+    )
     if method_name in ("maml", "fomaml"):
         result["maml_exec"] = method.execution
         if method.execution_timings:
             result["maml_exec_seconds"] = method.execution_timings
-    write_json(out / RESULT, result)
-    title = f"{method_name} on {name}" + ("" if classifier else f", {way}-way {shot}-shot")
-    plot_curve(read_metrics(out / METRICS), out / CURVE, title)
+    write_run_files(out, result, res.per_episode, curve=True)
     return result

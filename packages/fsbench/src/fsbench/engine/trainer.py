@@ -1,7 +1,13 @@
-"""The training loop: seeded sampling, optimiser steps, periodic validation, checkpoints, resume."""
+"""The training loop: seeded sampling, optimiser steps, validation and model selection, checkpoints.
+
+The loop never waits for the device except where it writes something: losses and accuracies stay
+tensors and are read (``float``) only at logging steps, validation and checkpoints.
+"""
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import sys
 import time
@@ -14,11 +20,18 @@ from tqdm import tqdm
 from fsbench.data.store import ArrayStore
 from fsbench.engine.device import autocast, grad_scaler
 from fsbench.methods.base import Method
-from fsbench.results import CHECKPOINT, METRICS, MetricsLog, atomic_write_bytes
+from fsbench.results import BEST, CHECKPOINT, METRICS, MetricsLog, atomic_write_bytes
+
+log = logging.getLogger("fsbench")
 
 # offsets that give the validation and test episode streams their own generators
 VAL_STREAM = 1_000_003
 TEST_STREAM = 2_000_029
+# without a terminal, a plain progress line this often (seconds)
+LOG_INTERVAL = 180.0
+# an estimate of the whole run is printed once this much training time has passed (seconds)
+ESTIMATE_AFTER = 10.0
+LONG_CPU_RUN = 3600.0  # seconds: beyond this, a CPU run gets a suggestion
 
 
 def make_generator(device: torch.device, seed: int) -> torch.Generator:
@@ -33,22 +46,107 @@ def show_progress(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()
 
 
+def format_duration(seconds: float) -> str:
+    """3 s, 12 min, 4.2 h."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 @dataclass
 class TrainOutcome:
-    """What training produced: the last iteration reached and the seconds spent in this call."""
+    """What training produced, and which model is to be tested."""
 
     iteration: int
     seconds: float
     resumed_from: int
+    best_iteration: int | None = None  # iteration of the best validation accuracy, if any
+    best_val_accuracy: float | None = None
+    validations: int = 0
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
     """torch.save to a temporary file, then rename."""
-    import io
-
     buf = io.BytesIO()
     torch.save(state, buf)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint written by ``save_checkpoint`` (ours: it holds optimiser and RNG states)."""
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+class Progress:
+    """A tqdm bar on a terminal; otherwise one plain log line every LOG_INTERVAL seconds.
+
+    Either way, once ESTIMATE_AFTER seconds of training have passed, one line estimates the whole
+    run and, for a long CPU run, says what to do instead.
+    """
+
+    def __init__(self, method: Method, start: int, total: int, device, quiet: bool) -> None:
+        self.start, self.total, self.device, self.quiet = start, total, device, quiet
+        self.bar = tqdm(
+            total=total,
+            initial=start,
+            desc=f"train {method.name}",
+            disable=not show_progress(quiet),
+            dynamic_ncols=True,
+        )
+        self.t0 = time.perf_counter()
+        self.t_first: float | None = None  # after the first iteration (warm-up excluded)
+        self.estimated = False
+        self.last_line = self.t0
+        self.postfix: dict[str, float] = {}
+
+    def update(self, done: int, metrics: dict[str, float] | None) -> None:
+        now = time.perf_counter()
+        if metrics is not None:
+            self.postfix = metrics
+            self.bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['accuracy']:.3f}")
+        self.bar.update(1)
+        if self.t_first is None:
+            self.t_first = now
+            return
+        rate = (done - self.start - 1) / max(now - self.t_first, 1e-9)  # iterations per second
+        left = (self.total - done) / rate if rate > 0 else float("inf")
+        if not self.estimated and now - self.t0 >= ESTIMATE_AFTER and done < self.total:
+            self.estimated = True
+            self._estimate(rate, left)
+        if not self.bar.disable or self.quiet or now - self.last_line < LOG_INTERVAL:
+            return
+        self.last_line = now
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in self.postfix.items() if k != "lr")
+        log.info(
+            "iteration %d/%d%s, %.2f it/s, %s left",
+            done,
+            self.total,
+            f", {shown}" if shown else "",
+            rate,
+            format_duration(left),
+        )
+
+    def _estimate(self, rate: float, left: float) -> None:
+        if self.quiet:
+            return
+        per_it = 1.0 / rate if rate > 0 else float("inf")
+        line = (
+            f"estimate: {format_duration(per_it)} per iteration"
+            if per_it >= 1
+            else f"estimate: {rate:.1f} iterations/s"
+        )
+        line += f", about {format_duration(left)} for the {self.total - self.start:,} iterations"
+        if self.device.type == "cpu" and left > LONG_CPU_RUN:
+            line += (
+                " on CPU; a GPU machine runs this much faster (--device cuda), or try a short "
+                "run first (fewer --iterations, or fsbench reproduce TABLE --quick)"
+            )
+        log.info(line)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def train(
@@ -66,22 +164,25 @@ def train(
     """Train ``method`` for settings['iterations'] steps, checkpointing every checkpoint_every.
 
     With ``resume`` and a checkpoint in ``out_dir``, everything (model, optimiser, scheduler,
-    scaler, sampling generator, RNG states, metrics-log position) is restored, so the run
-    continues exactly as if it had never stopped.
+    scaler, sampling generator, RNG states, metrics-log position, the best validation so far,
+    the method's own state) is restored, so the run continues exactly as if it had never stopped.
+    With ``select == "best-val"`` the weights of the best validation accuracy go to ``best.pt``.
     """
     out_dir = Path(out_dir)
     iterations = int(settings["iterations"])
     ckpt_every = int(settings.get("checkpoint_every") or 0)
-    eval_every = int(settings.get("eval_every") or 0)
+    eval_every = int(settings.get("eval_every") or 0) if val_store is not None else 0
+    keep_best = settings.get("select") == "best-val"
     log_every = max(1, iterations // 2000)
     optimizer, scheduler = method.make_optimizer()
     scaler = grad_scaler(device, precision)
     gen = make_generator(train_store.device, int(settings["seed"]))
     start = 0
     log_position = None
+    best: dict = {"iteration": None, "accuracy": None, "validations": 0}
     ckpt_path = out_dir / CHECKPOINT
     if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        state = load_checkpoint(ckpt_path)
         method.model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -90,9 +191,11 @@ def train(
         torch.set_rng_state(state["cpu_rng"])
         if device.type == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(state["cuda_rng"], device)
+        method.load_extra_state(state.get("method") or {})
+        best = dict(state.get("best") or best)
         start = int(state["iteration"])
         log_position = int(state["metrics_position"])
-    log = MetricsLog(out_dir / METRICS, resume_position=log_position)
+    log_file = MetricsLog(out_dir / METRICS, resume_position=log_position)
 
     def checkpoint(iteration: int) -> None:
         save_checkpoint(
@@ -106,23 +209,40 @@ def train(
                 "cpu_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                 "iteration": iteration,
-                "metrics_position": log.position(),
+                "metrics_position": log_file.position(),
                 "settings": settings,
+                "method": method.extra_state(),
+                "best": best,
             },
         )
 
+    def validate(done: int) -> None:
+        vgen = make_generator(val_store.device, int(settings["seed"]) + VAL_STREAM)
+        with autocast(device, precision):
+            res = method.evaluate(
+                val_store,
+                vgen,
+                int(settings["eval_episodes"]),
+                way=settings.get("val_way") or settings.get("way"),
+                shot=settings.get("train_shot"),
+            )
+        method.model.train()
+        log_file.write({"iteration": done, "val_accuracy": res.accuracy, "val_ci95": res.ci95})
+        best["validations"] += 1
+        if best["accuracy"] is None or res.accuracy > best["accuracy"]:
+            best.update(iteration=done, accuracy=res.accuracy)
+            if keep_best:
+                save_checkpoint(
+                    out_dir / BEST,
+                    {"model": method.model.state_dict(), "iteration": done, "val": res.accuracy},
+                )
+
     t0 = time.perf_counter()
-    bar = tqdm(
-        total=iterations,
-        initial=start,
-        desc=f"train {method.name}",
-        disable=not show_progress(quiet),
-        dynamic_ncols=True,
-    )
+    progress = Progress(method, start, iterations, device, quiet)
     method.model.train()
     try:
         for it in range(start, iterations):
-            batch = method.sample_train(train_store, gen)
+            batch = method.sample_train(train_store, gen, it)
             with autocast(device, precision):
                 loss, metrics = method.train_loss(batch)
             optimizer.zero_grad(set_to_none=True)
@@ -131,24 +251,29 @@ def train(
             scaler.update()
             scheduler.step()
             done = it + 1
+            logged = None
             if done % log_every == 0 or done == iterations:
-                log.write({"iteration": done, **metrics, "lr": optimizer.param_groups[0]["lr"]})
-                bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['accuracy']:.3f}")
-            if val_store is not None and eval_every > 0 and done % eval_every == 0:
-                vgen = make_generator(val_store.device, int(settings["seed"]) + VAL_STREAM)
-                with autocast(device, precision):
-                    res = method.evaluate(val_store, vgen, int(settings["eval_episodes"]))
-                method.model.train()
-                log.write({"iteration": done, "val_accuracy": res.accuracy, "val_ci95": res.ci95})
+                logged = {k: float(v) for k, v in metrics.items()}
+                logged["lr"] = optimizer.param_groups[0]["lr"]
+                log_file.write({"iteration": done, **logged})
+            if eval_every > 0 and done % eval_every == 0:
+                validate(done)
             if ckpt_every > 0 and done % ckpt_every == 0:
                 checkpoint(done)
-            bar.update(1)
+            progress.update(done, logged)
         if start < iterations or not ckpt_path.exists():
             checkpoint(max(start, iterations))
     finally:
-        bar.close()
-        log.close()
-    return TrainOutcome(max(start, iterations), time.perf_counter() - t0, start)
+        progress.close()
+        log_file.close()
+    return TrainOutcome(
+        max(start, iterations),
+        time.perf_counter() - t0,
+        start,
+        best_iteration=best["iteration"],
+        best_val_accuracy=best["accuracy"],
+        validations=best["validations"],
+    )
 
 
 def default_threads() -> int:

@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from fsbench.data.store import ArrayStore
+from fsbench.data.store import ArrayStore, Episode
+
+EPISODE_CI = "1.96*std/sqrt(episodes)"
 
 
 @dataclass
@@ -28,9 +30,7 @@ def episode_ci(accuracies: list[float]) -> EvalResult:
     n = len(accuracies)
     mean = float(acc.mean()) if n else float("nan")
     std = float(acc.std(unbiased=False)) if n else float("nan")
-    return EvalResult(
-        mean, 1.96 * std / math.sqrt(max(n, 1)), "1.96*std/sqrt(episodes)", n, accuracies
-    )
+    return EvalResult(mean, 1.96 * std / math.sqrt(max(n, 1)), EPISODE_CI, n, accuracies)
 
 
 def binomial_ci(correct: int, total: int) -> EvalResult:
@@ -40,10 +40,16 @@ def binomial_ci(correct: int, total: int) -> EvalResult:
 
 
 class Method:
-    """Base class: subclasses build ``self.model`` and define the loss and the evaluation."""
+    """Base class: subclasses build ``self.model`` and define the loss and the evaluation.
+
+    Episodic methods implement ``episode_accuracies`` and inherit ``evaluate``; the model is in
+    ``eval()`` mode during evaluation (which matters for running-statistics batch norm only).
+    """
 
     name = "method"
     episodic = True
+    # settings that only the test evaluation reads: a trained run can be evaluated on others
+    eval_settings: tuple[str, ...] = ("query", "episodes")
 
     def __init__(self, settings: dict, example_shape: tuple[int, ...], num_classes: int) -> None:
         self.settings = settings
@@ -68,19 +74,58 @@ class Method:
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
         return opt, sched
 
-    def sample_train(self, store: ArrayStore, generator: torch.Generator):
-        """One training batch (an episode meta-batch or a minibatch) drawn with ``generator``."""
+    def sample_train(self, store: ArrayStore, generator: torch.Generator, iteration: int):
+        """Training batch number ``iteration`` (an episode meta-batch or a minibatch)."""
         raise NotImplementedError
 
-    def train_loss(self, batch) -> tuple[torch.Tensor, dict[str, float]]:
-        """The loss to back-propagate and the metrics to log for one training batch."""
+    def train_loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss to back-propagate and the metrics (0-d tensors, read only when logged)."""
+        raise NotImplementedError
+
+    def extra_state(self) -> dict:
+        """State beyond the weights that a checkpoint must keep (e.g. MAML's measured path)."""
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        """Restore what ``extra_state`` returned."""
+
+    def check(self, store: ArrayStore, split: str) -> None:
+        """Raise ValueError/FsbenchError when the split cannot serve this method's episodes."""
+
+    # -- episodic evaluation --------------------------------------------------------------
+    eval_chunk = 1  # test episodes drawn (and adapted) together
+
+    def episode_accuracies(self, episode: Episode) -> torch.Tensor:
+        """Accuracy of each task of an episode batch, [B], on the model's device."""
         raise NotImplementedError
 
     def evaluate(
-        self, store: ArrayStore, generator: torch.Generator, episodes: int, progress=None
+        self,
+        store: ArrayStore,
+        generator: torch.Generator,
+        episodes: int,
+        progress=None,
+        way: int | None = None,
+        shot: int | None = None,
+        query: int | None = None,
     ) -> EvalResult:
-        """Accuracy on ``store`` (test or validation split)."""
-        raise NotImplementedError
-
-    def check(self, store: ArrayStore, split: str) -> None:
-        """Raise ValueError when the split cannot serve this method's episodes."""
+        """Accuracy over ``episodes`` test episodes of the setting's (or the given) way/shot/query."""
+        s = self.settings
+        way, shot, query = way or s["way"], shot or s["shot"], query or s["query"]
+        store.check_episode(way, shot, query)
+        accs: list[torch.Tensor] = []
+        done = 0
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            while done < episodes:
+                b = min(self.eval_chunk, episodes - done)
+                ep = store.sample_episode(generator, way, shot, query, b, check=False)
+                accs.append(self.episode_accuracies(ep).detach().float())
+                done += b
+                if progress is not None:
+                    progress.update(b)
+        finally:
+            self.model.train(was_training)
+        values = torch.cat(accs).cpu().tolist() if accs else []
+        return episode_ci(values)

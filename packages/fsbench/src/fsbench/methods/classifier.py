@@ -14,6 +14,7 @@ class Classifier(Method):
     """Minibatch cross-entropy training; accuracy on the whole test split with a binomial CI."""
 
     episodic = False
+    eval_settings = ()
 
     def __init__(self, settings: dict, example_shape: tuple[int, ...], num_classes: int) -> None:
         super().__init__(settings, example_shape, num_classes)
@@ -27,19 +28,23 @@ class Classifier(Method):
         if len(store) == 0:
             raise ValueError(f"the {split} split is empty")
 
-    def sample_train(self, store: ArrayStore, generator: torch.Generator):
+    def sample_train(self, store: ArrayStore, generator: torch.Generator, iteration: int):
+        """``sequential``: the reference loop's fixed slices; ``random``: a random minibatch."""
+        if self.settings.get("batch_order", "random") == "sequential":
+            return store.batch_slice(iteration, self.settings["batch_size"])
         return store.sample_batch(generator, self.settings["batch_size"])
 
-    def train_loss(self, batch) -> tuple[torch.Tensor, dict[str, float]]:
+    def train_loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x, y = batch
         logits = self.model(x)
         loss = F.cross_entropy(logits, y)
         acc = (logits.argmax(1) == y).float().mean()
-        return loss, {"loss": float(loss.detach()), "accuracy": float(acc)}
+        return loss, {"loss": loss.detach(), "accuracy": acc}
 
     def evaluate(
-        self, store: ArrayStore, generator: torch.Generator, episodes: int, progress=None
+        self, store: ArrayStore, generator: torch.Generator, episodes: int, progress=None, **_
     ) -> EvalResult:
+        """Accuracy on the whole split (``episodes`` and the generator are not used)."""
         correct = 0
         self.model.eval()
         with torch.no_grad():

@@ -19,11 +19,12 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
 from fsbench.data.store import ArrayStore, Episode
-from fsbench.methods.base import EvalResult, Method, episode_ci
+from fsbench.methods.base import Method
 from fsbench.models.conv4 import Conv4
 
 EXECUTIONS = ("auto", "measure", "loop", "vmap", "compile")
 MEASURED = ("loop", "vmap")  # the paths ``measure`` times against each other
+INNER_LOSSES = ("mean", "cbfinn")
 
 
 def resolve_execution(choice: str, device: torch.device) -> str:
@@ -46,6 +47,7 @@ class MAML(Method):
 
     name = "maml"
     first_order = False
+    eval_settings = ("query", "episodes", "test_inner_steps")
 
     def __init__(self, settings: dict, example_shape: tuple[int, ...], num_classes: int) -> None:
         super().__init__(settings, example_shape, num_classes)
@@ -56,7 +58,13 @@ class MAML(Method):
             num_classes=self.way,
             pool=settings["pool"],
             readout=settings.get("readout", "flatten"),
+            norm="batch",
+            affine=settings.get("norm_affine", "scale+shift"),
+            init=settings.get("init", "torch"),
         )
+        self.inner_loss = settings.get("inner_loss", "mean")
+        if self.inner_loss not in INNER_LOSSES:
+            raise ValueError(f"inner_loss must be one of {INNER_LOSSES}, got {self.inner_loss!r}")
         self.inner_lr = float(settings["inner_lr"])
         self.inner_steps = int(settings["inner_steps"])
         self.test_inner_steps = int(settings["test_inner_steps"])
@@ -70,18 +78,32 @@ class MAML(Method):
         return self
 
     # -- the one inner loop -------------------------------------------------------------
+    def support_loss(self, logits: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+        """The inner loss: mean cross-entropy, or cbfinn's sum over the support set / shot.
+
+        cbfinn/maml divides each example's cross-entropy by K (shot) and lets tf.gradients sum
+        them: way x the mean, so its fast lr acts on a loss ``way`` times larger.
+        """
+        if self.inner_loss == "cbfinn":
+            shot = ys.shape[-1] // self.way
+            return F.cross_entropy(logits, ys, reduction="sum") / shot
+        return F.cross_entropy(logits, ys)
+
     def adapt(
         self, params: dict[str, torch.Tensor], xs: torch.Tensor, ys: torch.Tensor, steps: int
     ) -> dict[str, torch.Tensor]:
-        """``steps`` gradient steps of size inner_lr on the support loss of one task."""
+        """``steps`` gradient steps of size inner_lr on the support loss of one task.
 
-        def support_loss(p: dict[str, torch.Tensor]) -> torch.Tensor:
-            return F.cross_entropy(functional_call(self.model, p, (xs,)), ys)
+        First order: the gradient is taken at detached parameters, so no second-order graph is
+        built at all; the fast weights still depend on the meta-parameters through the update.
+        """
+
+        def loss_of(p: dict[str, torch.Tensor]) -> torch.Tensor:
+            return self.support_loss(functional_call(self.model, p, (xs,)), ys)
 
         for _ in range(steps):
-            grads = grad(support_loss)(params)
-            if self.first_order:
-                grads = {k: g.detach() for k, g in grads.items()}
+            at = {k: p.detach() for k, p in params.items()} if self.first_order else params
+            grads = grad(loss_of)(at)
             params = {k: p - self.inner_lr * grads[k] for k, p in params.items()}
         return params
 
@@ -130,14 +152,25 @@ class MAML(Method):
     # -- Method API ----------------------------------------------------------------------
     def check(self, store: ArrayStore, split: str) -> None:
         s = self.settings
-        query = s["train_query"] if split == "train" else s["query"]
-        store.check_episode(s["way"], s["shot"], query)
+        query = s["train_query"] if split in ("train", "trainval") else s["query"]
+        store.check_episode(s["way"], s["shot"], query, s["meta_batch"])
 
-    def sample_train(self, store: ArrayStore, generator: torch.Generator) -> Episode:
+    def sample_train(
+        self, store: ArrayStore, generator: torch.Generator, iteration: int
+    ) -> Episode:
         s = self.settings
         return store.sample_episode(
-            generator, s["way"], s["shot"], s["train_query"], s["meta_batch"]
+            generator, s["way"], s["shot"], s["train_query"], s["meta_batch"], check=False
         )
+
+    def extra_state(self) -> dict:
+        """What a checkpoint must keep besides the weights: the measured execution path."""
+        return {"execution": self.execution, "execution_timings": self.execution_timings}
+
+    def load_extra_state(self, state: dict) -> None:
+        if state.get("execution") in MEASURED + ("compile",):
+            self.execution = state["execution"]
+            self.execution_timings = dict(state.get("execution_timings") or {})
 
     def measure_execution(self, batch: Episode, repeats: int = 2) -> str:
         """Time one meta-gradient of ``batch`` by each of MEASURED; keep and return the fastest.
@@ -162,31 +195,28 @@ class MAML(Method):
         self.execution = min(timings, key=timings.__getitem__)
         return self.execution
 
-    def train_loss(self, batch: Episode) -> tuple[torch.Tensor, dict[str, float]]:
+    def train_loss(self, batch: Episode) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if self.execution == "measure":
             self.measure_execution(batch)
         params = dict(self.model.named_parameters())
         losses, accs = self.run_tasks(params, batch, self.inner_steps)
         loss = losses.mean()
-        return loss, {"loss": float(loss.detach()), "accuracy": float(accs.mean())}
+        return loss, {"loss": loss.detach(), "accuracy": accs.mean()}
 
-    def evaluate(
-        self, store: ArrayStore, generator: torch.Generator, episodes: int, progress=None
-    ) -> EvalResult:
-        s = self.settings
+    @property
+    def eval_chunk(self) -> int:  # test tasks adapted together: one meta-batch
+        return max(1, int(self.settings["meta_batch"]))
+
+    def episode_accuracies(self, episode: Episode) -> torch.Tensor:
+        if episode.way != self.way:
+            raise ValueError(
+                f"this MAML model has {self.way} outputs; it cannot test {episode.way}-way"
+            )
         params = {k: v.detach() for k, v in self.model.named_parameters()}
-        chunk = max(1, int(s["meta_batch"]))
         execution = "loop" if self.execution == "measure" else self.execution
-        accs: list[float] = []
-        while len(accs) < episodes:
-            b = min(chunk, episodes - len(accs))
-            ep = store.sample_episode(generator, s["way"], s["shot"], s["query"], b)
-            with torch.no_grad():
-                _, acc = self.run_tasks(params, ep, self.test_inner_steps, execution)
-            accs.extend(float(a) for a in acc)
-            if progress is not None:
-                progress.update(b)
-        return episode_ci(accs)
+        with torch.no_grad():
+            _, acc = self.run_tasks(params, episode, self.test_inner_steps, execution)
+        return acc
 
 
 class FOMAML(MAML):

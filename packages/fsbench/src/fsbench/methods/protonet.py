@@ -1,4 +1,11 @@
-"""Prototypical Networks: class prototypes are mean support embeddings; logits = -squared distance."""
+"""Prototypical Networks: class prototypes are mean support embeddings; logits = -distance.
+
+Snell et al. use the squared Euclidean distance (``distance="sqeuclidean"``, the default);
+``"euclidean"`` (its square root, as easyfsl's ``torch.cdist``) is offered because on large
+flattened embeddings (64x64 images give 1,024 features) the squared distances make very sharp
+softmaxes early in training (see the README's measured curves). Distances and the softmax are
+computed in float32 outside autocast, so mixed precision never touches them.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +13,10 @@ import torch
 import torch.nn.functional as F
 
 from fsbench.data.store import ArrayStore, Episode
-from fsbench.methods.base import EvalResult, Method, episode_ci
+from fsbench.methods.base import Method
 from fsbench.models.conv4 import Conv4
+
+DISTANCES = ("sqeuclidean", "euclidean")
 
 
 def prototypes(support_z: torch.Tensor, support_y: torch.Tensor, way: int) -> torch.Tensor:
@@ -23,58 +32,83 @@ def squared_distances(query_z: torch.Tensor, protos: torch.Tensor) -> torch.Tens
     return (q2 - 2.0 * query_z @ protos.t() + p2).clamp_min(0.0)
 
 
+def distances(query_z: torch.Tensor, protos: torch.Tensor, kind: str) -> torch.Tensor:
+    """``sqeuclidean`` or ``euclidean`` distances [Q, way] (the latter with a safe gradient at 0)."""
+    d2 = squared_distances(query_z, protos)
+    if kind == "sqeuclidean":
+        return d2
+    if kind == "euclidean":
+        return d2.clamp_min(1e-12).sqrt()
+    raise ValueError(f"distance must be one of {DISTANCES}, got {kind!r}")
+
+
 def prototypical_logits(
-    support_z: torch.Tensor, support_y: torch.Tensor, query_z: torch.Tensor, way: int
+    support_z: torch.Tensor,
+    support_y: torch.Tensor,
+    query_z: torch.Tensor,
+    way: int,
+    distance: str = "sqeuclidean",
 ) -> torch.Tensor:
-    """Logits of the queries: negative squared distance to each class prototype."""
-    return -squared_distances(query_z, prototypes(support_z, support_y, way))
+    """Logits of the queries: negative distance to each class prototype, in float32."""
+    with torch.autocast(support_z.device.type, enabled=False):
+        protos = prototypes(support_z.float(), support_y, way)
+        return -distances(query_z.float(), protos, distance)
 
 
 class ProtoNet(Method):
     """Prototypical Networks on a Conv-4 embedding (no head); training way/shot set separately."""
 
     name = "protonet"
+    eval_settings = ("way", "shot", "query", "episodes")
 
     def __init__(self, settings: dict, example_shape: tuple[int, ...], num_classes: int) -> None:
         super().__init__(settings, example_shape, num_classes)
-        self.model = Conv4(example_shape, hidden=settings["hidden"], num_classes=None, pool="max")
+        self.model = Conv4(
+            example_shape,
+            hidden=settings["hidden"],
+            num_classes=None,
+            pool="max",
+            norm=settings.get("norm", "running"),
+            affine=settings.get("norm_affine", "scale+shift"),
+            init=settings.get("init", "torch"),
+        )
+        self.distance = settings.get("distance", "sqeuclidean")
 
-    def _episode_logits(self, ep: Episode, b: int, way: int) -> torch.Tensor:
+    def _logits(self, ep: Episode, b: int, way: int) -> torch.Tensor:
         xs, xq = ep.support_x[b], ep.query_x[b]
-        z = self.model(torch.cat([xs, xq]))  # one forward: batch norm sees the whole episode
+        # One forward pass, as Snell et al.: in training, batch norm sees the whole episode; in
+        # eval() with running statistics every image is normalised on its own.
+        z = self.model(torch.cat([xs, xq]))
         zs, zq = z[: xs.shape[0]], z[xs.shape[0] :]
-        return prototypical_logits(zs.float(), ep.support_y[b], zq.float(), way)
+        return prototypical_logits(zs, ep.support_y[b], zq, way, self.distance)
 
     def check(self, store: ArrayStore, split: str) -> None:
         s = self.settings
-        if split == "train":
+        if split in ("train", "trainval"):
             store.check_episode(s["train_way"], s["train_shot"], s["train_query"])
         else:
             store.check_episode(s["way"], s["shot"], s["query"])
 
-    def sample_train(self, store: ArrayStore, generator: torch.Generator) -> Episode:
+    def sample_train(
+        self, store: ArrayStore, generator: torch.Generator, iteration: int
+    ) -> Episode:
         s = self.settings
-        return store.sample_episode(generator, s["train_way"], s["train_shot"], s["train_query"], 1)
+        return store.sample_episode(
+            generator, s["train_way"], s["train_shot"], s["train_query"], 1, check=False
+        )
 
-    def train_loss(self, batch: Episode) -> tuple[torch.Tensor, dict[str, float]]:
-        logits = self._episode_logits(batch, 0, self.settings["train_way"])
+    def train_loss(self, batch: Episode) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        logits = self._logits(batch, 0, batch.way)
         yq = batch.query_y[0]
-        loss = F.cross_entropy(logits, yq)
+        with torch.autocast(logits.device.type, enabled=False):
+            loss = F.cross_entropy(logits, yq)
         acc = (logits.argmax(1) == yq).float().mean()
-        return loss, {"loss": float(loss.detach()), "accuracy": float(acc)}
+        return loss, {"loss": loss.detach(), "accuracy": acc}
 
-    def evaluate(
-        self, store: ArrayStore, generator: torch.Generator, episodes: int, progress=None
-    ) -> EvalResult:
-        s = self.settings
-        accs: list[float] = []
-        self.model.eval()
+    def episode_accuracies(self, episode: Episode) -> torch.Tensor:
         with torch.no_grad():
-            for _ in range(episodes):
-                ep = store.sample_episode(generator, s["way"], s["shot"], s["query"], 1)
-                logits = self._episode_logits(ep, 0, s["way"])
-                accs.append(float((logits.argmax(1) == ep.query_y[0]).float().mean()))
-                if progress is not None:
-                    progress.update(1)
-        self.model.train()
-        return episode_ci(accs)
+            out = []
+            for b in range(episode.support_x.shape[0]):
+                logits = self._logits(episode, b, episode.way)
+                out.append((logits.argmax(1) == episode.query_y[b]).float().mean())
+            return torch.stack(out)

@@ -1,8 +1,14 @@
-"""Conv-4: four blocks of 3x3 conv, batch norm on the current batch, ReLU, 2x2 max-pool.
+"""Conv-4: four blocks of 3x3 conv, batch norm, ReLU, 2x2 max-pool (or stride-2 convs).
 
-Batch norm always normalises with the current batch's statistics (no running averages, at
-meta-test too), as in MAML, and the module has no buffers, so ``torch.func.functional_call`` and
-``vmap`` apply directly. Two implementations of the same math:
+Two batch norms, a named setting (``norm``) recorded in result.json:
+
+- ``batch``: always the current batch's statistics (no running averages, at meta-test too), as
+  the MAML reference code; transductive (a query's prediction depends on the other queries). The
+  module has no buffers, so ``torch.func.functional_call`` and ``vmap`` apply directly.
+- ``running``: ``nn.BatchNorm2d`` with running statistics and ``eval()`` at test, as Snell et
+  al.'s Prototypical Networks; inductive.
+
+``batch`` has two implementations of the same math:
 
 - fused (default): ``F.batch_norm(x, None, None, w, b, training=True)``, fastest on CPU;
 - primitive (``var_mean``, ``rsqrt``, ``addcmul``): used under ``vmap``, because there the fused
@@ -17,14 +23,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+NORMS = ("batch", "running")
+AFFINES = ("scale+shift", "shift", "none")
+INITS = ("torch", "xavier", "cbfinn")
+
 
 class BatchStatNorm(nn.Module):
-    """Batch norm with learnable affine terms that always normalises with the batch statistics."""
+    """Batch norm that always normalises with the current batch's statistics (no running stats).
 
-    def __init__(self, channels: int, eps: float = 1e-5, fused: bool = True) -> None:
+    ``affine``: "scale+shift" (PyTorch's learnable weight and bias), "shift" (a learnable bias
+    only, as TensorFlow's batch_norm default in cbfinn/maml) or "none" (MMAML-Classification).
+    """
+
+    def __init__(
+        self, channels: int, eps: float = 1e-5, fused: bool = True, affine: str = "scale+shift"
+    ) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
+        if affine not in AFFINES:
+            raise ValueError(f"affine must be one of {AFFINES}, got {affine!r}")
+        self.weight = nn.Parameter(torch.ones(channels)) if affine == "scale+shift" else None
+        self.bias = nn.Parameter(torch.zeros(channels)) if affine != "none" else None
         self.eps = eps
         self.fused = fused
 
@@ -34,18 +52,41 @@ class BatchStatNorm(nn.Module):
         dims = [0, *range(2, x.dim())]
         var, mean = torch.var_mean(x, dim=dims, keepdim=True, correction=0)
         shape = [1, -1] + [1] * (x.dim() - 2)
-        scale = torch.rsqrt(var + self.eps) * self.weight.view(shape)
-        return torch.addcmul(self.bias.view(shape) - mean * scale, x, scale)
+        scale = torch.rsqrt(var + self.eps)
+        if self.weight is not None:
+            scale = scale * self.weight.view(shape)
+        shift = -mean * scale
+        if self.bias is not None:
+            shift = shift + self.bias.view(shape)
+        return torch.addcmul(shift, x, scale)
+
+
+def make_norm(channels: int, norm: str, affine: str) -> nn.Module:
+    """ "batch": BatchStatNorm (transductive); "running": nn.BatchNorm2d (running stats, eval())."""
+    if norm == "batch":
+        return BatchStatNorm(channels, affine=affine)
+    if norm == "running":
+        if affine != "scale+shift":
+            raise ValueError("norm 'running' (nn.BatchNorm2d) has affine 'scale+shift'")
+        return nn.BatchNorm2d(channels)
+    raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
 
 
 class ConvBlock(nn.Module):
-    """3x3 conv -> batch-statistics norm -> ReLU -> 2x2 max-pool (or a stride-2 conv instead)."""
+    """3x3 conv -> batch norm -> ReLU -> 2x2 max-pool (or a stride-2 conv instead)."""
 
-    def __init__(self, cin: int, cout: int, pool: str = "max") -> None:
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        pool: str = "max",
+        norm: str = "batch",
+        affine: str = "scale+shift",
+    ) -> None:
         super().__init__()
         stride = 2 if pool == "stride" else 1
         self.conv = nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
-        self.norm = BatchStatNorm(cout)
+        self.norm = make_norm(cout, norm, affine)
         self.pool = pool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -75,6 +116,9 @@ class Conv4(nn.Module):
         pool: str = "max",
         depth: int = 4,
         readout: str = "flatten",
+        norm: str = "batch",
+        affine: str = "scale+shift",
+        init: str = "torch",
     ) -> None:
         super().__init__()
         if readout not in ("flatten", "mean"):
@@ -88,11 +132,27 @@ class Conv4(nn.Module):
         self.input_shape = shape
         chans = [shape[0]] + [hidden] * depth
         self.blocks = nn.Sequential(
-            *[ConvBlock(chans[i], chans[i + 1], pool) for i in range(depth)]
+            *[ConvBlock(chans[i], chans[i + 1], pool, norm, affine) for i in range(depth)]
         )
         flat = self._features_size(shape, hidden, depth, pool)
         self.feature_dim = hidden if readout == "mean" else flat
         self.head = nn.Linear(self.feature_dim, num_classes) if num_classes else None
+        self.reset_parameters(init)
+
+    def reset_parameters(self, init: str) -> None:
+        """ "torch": PyTorch's defaults; "xavier": Xavier-uniform weights, zero biases
+        (MMAML-Classification); "cbfinn": the same for the convs, the head's weights N(0, 1)
+        (cbfinn/maml's Omniglot head)."""
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        if init == "torch":
+            return
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d | nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        if init == "cbfinn" and self.head is not None:
+            nn.init.normal_(self.head.weight, 0.0, 1.0)
 
     @staticmethod
     def _features_size(shape: tuple[int, ...], hidden: int, depth: int, pool: str) -> int:

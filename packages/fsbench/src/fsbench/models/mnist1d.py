@@ -1,4 +1,8 @@
-"""The four MNIST-1D classifiers of source 002, sized as in PAPERS.md (measured settings)."""
+"""The four MNIST-1D classifiers as the reference ``models.py`` of greydanus/mnist1d defines them.
+
+Layer order and shapes follow the reference, so ``torch.manual_seed(s)`` before construction gives
+the reference's initial weights for the same seed (PyTorch's default initialisation everywhere).
+"""
 
 from __future__ import annotations
 
@@ -21,20 +25,18 @@ class LogisticRegression(nn.Module):
 
 
 class MLP(nn.Module):
-    """40 -> 100 -> 100 -> 10 with ReLU."""
+    """40 -> 100 -> 100 -> 10 with ReLU and the reference's residual: h = h + relu(linear2(h))."""
 
     def __init__(self, length: int = 40, num_classes: int = 10, hidden: int = 100) -> None:
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(length, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, num_classes),
-        )
+        self.linear1 = nn.Linear(length, hidden)
+        self.linear2 = nn.Linear(hidden, hidden)
+        self.linear3 = nn.Linear(hidden, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.flatten(1))
+        h = F.relu(self.linear1(x.flatten(1)))
+        h = h + F.relu(self.linear2(h))
+        return self.linear3(h)
 
 
 class CNN1D(nn.Module):
@@ -59,7 +61,8 @@ class CNN1D(nn.Module):
 
 
 class GRUClassifier(nn.Module):
-    """Bidirectional GRU (hidden 6) over the 40 positions; all outputs flattened -> linear 10."""
+    """Bidirectional nn.GRU (hidden 6, zero initial state) over the 40 positions; the outputs of
+    all steps flattened (40 x 12 = 480) -> linear 10, as the reference GRUBase."""
 
     def __init__(self, length: int = 40, num_classes: int = 10, hidden: int = 6) -> None:
         super().__init__()

@@ -1,0 +1,148 @@
+"""Test a trained run on other episode settings without retraining (``fsbench eval``).
+
+The run's own settings, tested weights (best on validation, or the last) and test-episode stream
+are reused, so evaluating with the run's own way/shot/query/episodes and seed reproduces its
+result exactly; anything else is a new result.json, marked as evaluated from that run.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from fsbench.engine.device import configure_backend, resolve_device, resolve_precision
+from fsbench.engine.run import (
+    Describer,
+    Loader,
+    _basic_description,
+    _registry_loader,
+    build_result,
+    load_options,
+    load_store,
+    test_episodes,
+    tested_weights,
+    write_run_files,
+)
+from fsbench.engine.trainer import load_checkpoint
+from fsbench.errors import FsbenchError
+from fsbench.methods import build_method
+from fsbench.presets import CLASSIFIER_METHODS, MAML_METHODS
+from fsbench.results import CHECKPOINT, RESULT, read_json
+
+
+def trained_settings(run_dir: Path) -> tuple[dict, int]:
+    """The settings a run was trained with and the iteration its checkpoint reached."""
+    path = Path(run_dir) / CHECKPOINT
+    if not path.is_file():
+        raise FsbenchError(
+            f"{run_dir} holds no {CHECKPOINT}: not an fsbench run folder (fsbench run --out DIR "
+            "writes one)"
+        )
+    try:
+        state = load_checkpoint(path)
+    except Exception as exc:
+        raise FsbenchError(f"cannot read {path} ({type(exc).__name__})") from None
+    settings = state.get("settings")
+    if not isinstance(settings, dict) or "method" not in settings:
+        raise FsbenchError(f"{path} holds no settings: not written by fsbench")
+    return dict(settings), int(state.get("iteration", 0))
+
+
+def evaluate_run(
+    run_dir: Path,
+    out: Path,
+    *,
+    way: int | None = None,
+    shot: int | None = None,
+    query: int | None = None,
+    episodes: int | None = None,
+    seed: int | None = None,
+    data_root: str | Path | None = None,
+    device: str = "auto",
+    overwrite: bool = False,
+    quiet: bool = False,
+    loader: Loader | None = None,
+    describe: Describer | None = None,
+) -> dict:
+    """Evaluate the trained run in ``run_dir`` on new test settings; result.json into ``out``."""
+    run_dir, out = Path(run_dir), Path(out)
+    settings, iteration = trained_settings(run_dir)
+    if iteration < int(settings["iterations"]):
+        raise FsbenchError(
+            f"{run_dir} stopped at iteration {iteration} of {settings['iterations']}; finish it "
+            "first (fsbench run ... --resume)"
+        )
+    if (out / RESULT).exists() and not overwrite:
+        raise FsbenchError(f"{out} already holds a {RESULT}; pass --overwrite to replace it")
+    method_name = settings["method"]
+    if method_name in CLASSIFIER_METHODS and (way or shot or query):
+        raise FsbenchError(
+            f"{method_name} is scored on the whole test split: --way/--shot/--query do not apply"
+        )
+    if method_name in MAML_METHODS and way not in (None, settings["way"]):
+        raise FsbenchError(
+            f"--way {way}: this MAML model was trained {settings['way']}-way and has one output "
+            "per class; evaluate it with --way " + str(settings["way"])
+        )
+    asked = {"way": way, "shot": shot, "query": query, "episodes": episodes, "seed": seed}
+    new = {**settings, **{k: v for k, v in asked.items() if v is not None}}
+    # train_* keep the training values: result.json then says exactly what was trained and tested
+
+    dev = resolve_device(device)
+    precision = resolve_precision(settings.get("precision", "fp32"), dev)
+    if loader is None:
+        loader, describe = _registry_loader()
+    describe = describe or _basic_description
+    configure_backend(dev)
+    t0 = time.perf_counter()
+    name = settings["dataset"]
+    options = load_options(settings)
+    train_split = settings.get("train_split", "train")
+    train_store = load_store(
+        loader, name, train_split, data_root=data_root, device=dev, options=options
+    )
+    test_store = load_store(loader, name, "test", data_root=data_root, device=dev, options=options)
+    torch.manual_seed(int(settings["seed"]))
+    method = build_method(settings, train_store.example_shape, train_store.num_classes)
+    method.to(dev)
+    weights, why = tested_weights(run_dir, settings, None)
+    method.model.load_state_dict(weights)
+    episodic = method_name not in CLASSIFIER_METHODS
+    if episodic:
+        test_store.check_episode(new["way"], new["shot"], new["query"])
+    res = test_episodes(
+        method,
+        test_store,
+        new,
+        dev,
+        precision,
+        quiet,
+        way=new["way"] if episodic else None,
+        shot=new["shot"] if episodic else None,
+        query=new["query"] if episodic else None,
+    )
+    selection = {"select": settings.get("select", "last"), "tested": why}
+    timings = {"wall_seconds": round(time.perf_counter() - t0, 3), "train_seconds": 0.0}
+    result = build_result(
+        new,
+        res,
+        train_store=train_store,
+        test_store=test_store,
+        describe=describe,
+        dev=dev,
+        precision=precision,
+        iterations=iteration,
+        selection=selection,
+        timings=timings,
+    )
+    earlier = run_dir / RESULT
+    result["evaluated_from"] = {
+        "run": str(run_dir),
+        "trained": {k: settings.get(k) for k in ("way", "shot", "query", "episodes", "seed")},
+        "result": read_json(earlier).get("accuracy") if earlier.is_file() else None,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_run_files(out, result, res.per_episode, curve=False)
+    return result

@@ -1,0 +1,192 @@
+"""Plan and run every cell (x seed) of a source table, never showing a run of other settings.
+
+Each cell's folder is checked against the settings asked for before anything runs:
+
+- a finished cell whose recorded settings are the same is kept; with other settings (a smoke run
+  with ``--iterations 5`` where the full preset is asked for, say) it is refused with one line,
+  unless ``--overwrite`` re-runs it;
+- an interrupted cell (a checkpoint, no result) with the same settings is resumed;
+- cells that differ only in what the test evaluation reads (ProtoNets' test way and shot) share
+  one training: the first trains, the others are evaluated from it (``fsbench eval``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from fsbench.engine.evaluate import evaluate_run
+from fsbench.engine.parallel import CellJob, prepare_data, run_jobs
+from fsbench.engine.run import describe_differences
+from fsbench.engine.trainer import load_checkpoint
+from fsbench.errors import FsbenchError
+from fsbench.methods import METHODS
+from fsbench.presets import (
+    IMAGE_DATASETS,
+    Cell,
+    TableSpec,
+    differences,
+    resolve_settings,
+    semantic,
+)
+from fsbench.results import CHECKPOINT, RESULT, read_json
+
+
+@dataclass
+class PlannedCell:
+    """One cell and seed: its settings, its folder, and what to do there."""
+
+    cell: Cell
+    seed: int
+    settings: dict
+    out: Path
+    action: str  # "keep", "train", "resume" or "eval"
+    trained_in: Path | None = None  # for "eval": the folder of the shared training
+    result: dict | None = None
+
+    @property
+    def label(self) -> str:
+        return f"[{self.cell.name} seed {self.seed}]"
+
+
+def cell_settings(
+    spec: TableSpec,
+    cell: Cell,
+    seed: int,
+    quick: bool,
+    overrides: dict,
+    jobs: int,
+    progress: bool = False,
+) -> dict:
+    """The settings of one cell: the preset, the cell's way/shot, --quick, then the flags."""
+    given = dict(cell.overrides)
+    if quick:
+        given.update({k: v for k, v in spec.quick_overrides.items() if k != "data_options"})
+        given["data_options"] = dict(spec.quick_overrides.get("data_options", {}))
+    given.update({k: v for k, v in overrides.items() if v is not None})
+    given["seed"] = seed
+    settings = resolve_settings(cell.method, cell.dataset, given)
+    if jobs > 1 and not settings["threads"]:
+        settings["threads"] = 1  # N processes x torch's default threads oversubscribe
+    if cell.dataset in IMAGE_DATASETS:
+        settings["data_options"].setdefault("progress", progress)
+    return settings
+
+
+def training_key(settings: dict) -> str:
+    """What a training depends on: the settings without those only the test evaluation reads."""
+    only_eval = set(METHODS[settings["method"]].eval_settings)
+    kept = {k: v for k, v in semantic(settings).items() if k not in only_eval}
+    return json.dumps(kept, sort_keys=True, default=str)
+
+
+def _existing(out: Path, settings: dict, overwrite: bool, label: str) -> tuple[str, dict | None]:
+    """keep / resume / train for a cell folder, or FsbenchError for a run of other settings."""
+    if overwrite:
+        return "train", None
+    hint = "pass --overwrite to re-run it, or --out for another folder"
+    if (out / RESULT).is_file():
+        earlier = read_json(out / RESULT)
+        diff = differences(settings, earlier.get("settings") or {})
+        if diff:
+            raise FsbenchError(
+                f"{label} {out} holds a run of other settings ("
+                + describe_differences(diff, "asked", "there")
+                + f"); {hint}"
+            )
+        return "keep", earlier
+    if (out / CHECKPOINT).is_file():
+        try:
+            saved = load_checkpoint(out / CHECKPOINT).get("settings") or {}
+        except Exception:
+            raise FsbenchError(f"{label} cannot read {out / CHECKPOINT}; {hint}") from None
+        diff = differences(settings, saved)
+        if diff:
+            raise FsbenchError(
+                f"{label} {out} holds an unfinished run of other settings ("
+                + describe_differences(diff, "asked", "there")
+                + f"); {hint}"
+            )
+        return "resume", None
+    return "train", None
+
+
+def plan_table(
+    spec: TableSpec,
+    out: Path,
+    *,
+    quick: bool = False,
+    seeds: tuple[int, ...] | None = None,
+    overrides: dict | None = None,
+    overwrite: bool = False,
+    jobs: int = 1,
+    progress: bool = False,
+) -> list[PlannedCell]:
+    """Every cell x seed with its action; refuses (FsbenchError) before anything runs."""
+    seeds = seeds or (spec.quick_seeds if quick else spec.seeds)
+    plan: list[PlannedCell] = []
+    trainers: dict[str, PlannedCell] = {}
+    for cell in spec.cells:
+        for seed in seeds:
+            settings = cell_settings(spec, cell, seed, quick, overrides or {}, jobs, progress)
+            folder = Path(out) / cell.name / f"seed{seed}"
+            item = PlannedCell(cell, seed, settings, folder, "train")
+            item.action, item.result = _existing(folder, settings, overwrite, item.label)
+            key = training_key(settings)
+            if item.action != "keep" and key in trainers:
+                item.action, item.trained_in = "eval", trainers[key].out
+            trainers.setdefault(key, item)
+            plan.append(item)
+    return plan
+
+
+def run_plan(
+    plan: list[PlannedCell],
+    *,
+    data_root: str | Path | None = None,
+    device: str = "auto",
+    quiet: bool = False,
+    jobs: int = 1,
+    echo: Callable[[str], None] = print,
+) -> Iterator[PlannedCell]:
+    """Run the trainings (``jobs`` at a time), then the evaluations; yield each cell when done."""
+    for item in plan:
+        if item.action == "keep":
+            echo(f"{item.label} kept the earlier result (same settings)")
+            yield item
+    trainings = [p for p in plan if p.action in ("train", "resume")]
+    cells = [
+        CellJob(
+            p.settings,
+            p.out,
+            data_root,
+            device,
+            quiet=quiet or jobs > 1,
+            resume=p.action == "resume",
+        )
+        for p in trainings
+    ]
+    if jobs > 1 and len(cells) > 1:
+        prepare_data(cells)  # generate each dataset once, not once per worker
+    for k, res in run_jobs(cells, jobs):
+        trainings[k].result = res
+        yield trainings[k]
+    for item in plan:
+        if item.action != "eval":
+            continue
+        s = item.settings
+        item.result = evaluate_run(
+            item.trained_in,
+            item.out,
+            way=s["way"],
+            shot=s["shot"],
+            query=s["query"],
+            episodes=s["episodes"],
+            data_root=data_root,
+            device=device,
+            overwrite=True,
+            quiet=quiet,
+        )
+        yield item
