@@ -43,7 +43,7 @@ def time_path(device: torch.device, execution: str, args, store) -> dict:
     gen = torch.Generator(device=store.device).manual_seed(0)
 
     def step() -> None:
-        loss, _ = method.train_loss(method.sample_train(store, gen))
+        loss, _ = method.train_loss(method.sample_train(store, gen, 0))
         opt.zero_grad()
         loss.backward()
         opt.step()

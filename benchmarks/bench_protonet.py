@@ -45,7 +45,7 @@ def measure(device: torch.device, args) -> dict:
             torch.cuda.synchronize()
 
     def train_step() -> None:
-        loss, _ = method.train_loss(method.sample_train(store, gen))
+        loss, _ = method.train_loss(method.sample_train(store, gen, 0))
         opt.zero_grad()
         loss.backward()
         opt.step()

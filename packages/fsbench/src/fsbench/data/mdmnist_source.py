@@ -35,6 +35,7 @@ PUBLISHED_SEED = 123
 PUBLISHED_PER_CLASS = 1000
 SOURCES = ("hdf5", "png")
 _PNG_NAME = re.compile(r"^(\d+)_")
+LARGE_FILE = 50 * 2**20  # bytes: reading takes seconds, so say so
 
 
 def _mdmnist() -> Any:
@@ -235,6 +236,8 @@ def load_mdmnist(
         if not target.exists():
             raise FsbenchError(f"mdmnist did not write {target}; check the mdmnist installation")
     if source == "hdf5":
+        if target.stat().st_size > LARGE_FILE:
+            log.info("reading %s (%.0f MB)", target, target.stat().st_size / 2**20)
         grid, file_names = read_hdf5(target)
         c, k, h, w = grid.shape
         images = grid.reshape(c * k, h, w)
