@@ -135,7 +135,7 @@ def demo(session: nox.Session) -> None:
         "--overwrite",
     )
     session.run("fsbench", "table", str(runs), "--out", str(runs))
-    # 4. The MNIST-1D table of source 002 beside the published numbers.
+    # 4. The MNIST-1D table of Greydanus 2020 beside the published numbers.
     session.run(
         "fsbench",
         "reproduce",

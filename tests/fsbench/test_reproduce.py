@@ -89,3 +89,27 @@ def test_an_interrupted_cell_is_resumed(tmp_path):
     assert "[mlp-mnist1d seed 42]" in again.output and "(resumed)" in again.output
     assert again.output.count("kept the earlier result") == 7
     assert json.loads((cell / "result.json").read_text())["accuracy"] == finished["accuracy"]
+
+
+def test_protonet_table_trains_each_training_setting_once(
+    small_omniglot_dir, tmp_path, monkeypatch
+):
+    """5w1s/20w1s share one 1-shot training, 5w5s/20w5s one 5-shot training (Snell et al.)."""
+    monkeypatch.setenv("FSBENCH_OMNIGLOT", str(small_omniglot_dir))
+    out = tmp_path / "p"
+    args = ["reproduce", "protonet-omniglot", "--quick", "--iterations", "3", "--quiet"]
+    result = CliRunner().invoke(main, [*args, "--out", str(out), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("(trained)") == 2 and result.output.count("(evaluated from") == 2
+    for way, shot in ((20, 1), (20, 5)):
+        cell = out / f"protonet-omniglot-shot{shot}-way{way}" / "seed0"
+        r = json.loads((cell / "result.json").read_text())
+        trained_in = out / f"protonet-omniglot-shot{shot}-way5" / "seed0"
+        assert r["evaluated_from"]["run"] == str(trained_in)
+        assert (r["way"], r["shot"]) == (way, shot) and not (cell / "checkpoint.pt").exists()
+    # offline data: labelled for what it is, no published number beside it
+    grid = result.output[result.output.index("| dataset |") :].split("\n\n")[0]
+    assert "Omniglot (small background sets, alphabet-disjoint)" in grid and "(98.8)" not in grid
+    assert "Warning: the full Omniglot" in result.output  # the fallback is said, on stderr
+    again = CliRunner().invoke(main, [*args, "--out", str(out), "--threads", "1"])
+    assert again.exit_code == 0 and again.output.count("kept the earlier result") == 4

@@ -531,12 +531,13 @@ TABLES: dict[str, TableSpec] = {
             "iterations": 200,
             "meta_batch": 4,
             "hidden": 16,
+            "train_query": 2,
             "episodes": 100,
             "data_options": {"num_image_per_class": 50},
         },
-        quick_note="quick: 200 meta-iterations, meta-batch 4, 16 filters, 100 test episodes, "
-        "50 images per Multi-digit class (published: 100k / 60k iterations, meta-batch 12 / 32 / "
-        "16, 64 filters)",
+        quick_note="quick: 200 meta-iterations, meta-batch 4, 16 filters, 2 training queries per "
+        "class, 100 test episodes, 50 images per Multi-digit class (published: 100k / 60k "
+        "iterations, meta-batch 12 / 32 / 16, 64 filters)",
     ),
     "protonet-omniglot": TableSpec(
         "protonet-omniglot",

@@ -120,7 +120,9 @@ class MetricsLog:
         self._fh = open(self.path, "ab")  # noqa: SIM115 (kept open for the run)
 
     def write(self, record: dict) -> None:
+        """Append one record; flushed, so that the log can be followed while a run trains."""
         self._fh.write((json.dumps(record) + "\n").encode())
+        self._fh.flush()
 
     def position(self) -> int:
         self._fh.flush()
