@@ -232,3 +232,35 @@ def test_python_dash_m_entry_point():
         [sys.executable, "-m", "fsbench", "--help"], capture_output=True, text=True, timeout=120
     )
     assert r.returncode == 0 and "reproduce" in r.stdout
+
+
+def test_plot_draws_several_runs_labelled_by_their_difference(tmp_path):
+    load = synthetic_loader(size=16, classes=10, per_class=6)
+    base = dict(way=3, shot=1, query=2, train_way=4, hidden=4, iterations=4, episodes=2)
+    for distance in ("sqeuclidean", "euclidean"):
+        s = resolve_settings("protonet", "omniglot", {**base, "distance": distance})
+        s.update(eval_every=2, eval_episodes=2)
+        run_setting(s, tmp_path / distance, loader=load, quiet=True)
+    png = tmp_path / "curves.png"
+    r = invoke(
+        "plot", str(tmp_path / "sqeuclidean"), str(tmp_path / "euclidean"), "--out", str(png)
+    )
+    assert r.exit_code == 0, r.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from fsbench.presets import semantic
+    from fsbench.tables import differing_settings
+
+    settings = [
+        json.loads((tmp_path / d / "result.json").read_text())["settings"]
+        for d in ("sqeuclidean", "euclidean")
+    ]
+    assert differing_settings([semantic(s) for s in settings]) == [
+        "distance=sqeuclidean",
+        "distance=euclidean",
+    ]
+    assert_one_line_error(
+        invoke("plot", str(tmp_path / "euclidean"), "--out", str(png)), "--overwrite"
+    )
+    assert_one_line_error(
+        invoke("plot", str(tmp_path), "--out", str(tmp_path / "x.png")), "metrics.jsonl"
+    )

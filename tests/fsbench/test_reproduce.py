@@ -95,7 +95,10 @@ def test_protonet_table_trains_each_training_setting_once(
     small_omniglot_dir, tmp_path, monkeypatch
 ):
     """5w1s/20w1s share one 1-shot training, 5w5s/20w5s one 5-shot training (Snell et al.)."""
+    from fsbench.data import omniglot
+
     monkeypatch.setenv("FSBENCH_OMNIGLOT", str(small_omniglot_dir))
+    monkeypatch.setattr(omniglot, "_WARNED", set())  # warned once per process: say it here
     out = tmp_path / "p"
     args = ["reproduce", "protonet-omniglot", "--quick", "--iterations", "3", "--quiet"]
     result = CliRunner().invoke(main, [*args, "--out", str(out), "--threads", "1"])

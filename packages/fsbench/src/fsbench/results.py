@@ -140,39 +140,76 @@ def read_metrics(path: Path) -> list[dict]:
     return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
 
 
-def plot_curve(metrics: list[dict], path: Path, title: str) -> None:
-    """Training loss and accuracy (and validation accuracy, if logged) against iteration, as PNG."""
+def _smooth(values: list[float], window: int) -> list[float]:
+    """Trailing moving average (training losses of single episodes are noisy)."""
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def plot_curves(runs: list[tuple[str, list[dict]]], path: Path, title: str) -> None:
+    """Training loss and accuracies of one or more runs against iteration, as one PNG.
+
+    Each run is ``(label, metrics records)``; training values are smoothed over 1% of the run,
+    validation accuracies (when logged) are drawn with markers.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    train = [m for m in metrics if "loss" in m]
-    val = [m for m in metrics if "val_accuracy" in m]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    if train:
-        it = [m["iteration"] for m in train]
-        ax1.plot(it, [m["loss"] for m in train], lw=0.8)
-        ax2.plot(it, [m["accuracy"] for m in train], lw=0.8, label="train (query) accuracy")
-    if val:
-        ax2.plot(
-            [m["iteration"] for m in val],
-            [m["val_accuracy"] for m in val],
-            "o-",
-            label="validation",
-        )
+    for k, (label, metrics) in enumerate(runs):
+        color = f"C{k % 10}"
+        train = [m for m in metrics if "loss" in m]
+        val = [m for m in metrics if "val_accuracy" in m]
+        name = f"{label}: " if label else ""
+        if train:
+            it = [m["iteration"] for m in train]
+            window = max(1, len(train) // 100)
+            ax1.plot(it, _smooth([m["loss"] for m in train], window), lw=0.8, color=color)
+            ax2.plot(
+                it,
+                _smooth([m["accuracy"] for m in train], window),
+                lw=0.8,
+                alpha=0.5 if val else 1.0,
+                color=color,
+                label=f"{name}train (query)",
+            )
+        if val:
+            ax2.plot(
+                [m["iteration"] for m in val],
+                [m["val_accuracy"] for m in val],
+                "o-",
+                ms=2.5,
+                lw=1.0,
+                color=color,
+                label=f"{name}validation",
+            )
+    losses = [m["loss"] for _, metrics in runs for m in metrics if m.get("loss", 0) > 0]
+    if losses and max(losses) > 50 * min(losses):
+        ax1.set_yscale("log")  # losses that start far above where they end
     ax1.set_xlabel("iteration")
     ax1.set_ylabel("training loss")
     ax2.set_xlabel("iteration")
     ax2.set_ylabel("accuracy")
     ax2.set_ylim(0, 1)
-    ax2.legend(loc="lower right", fontsize=8)
+    ax2.legend(loc="lower right", fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     tmp = Path(path).with_name(f".{Path(path).name}.tmp{os.getpid()}.png")
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     os.replace(tmp, path)
+
+
+def plot_curve(metrics: list[dict], path: Path, title: str) -> None:
+    """The curve of one run (``plot_curves`` with a single unlabelled run)."""
+    plot_curves([("", metrics)], path, title)
 
 
 def find_results(paths: list[Path]) -> list[tuple[Path, dict]]:

@@ -48,7 +48,11 @@ def _published(result: dict, method: str, dataset: str, way, shot) -> float | No
 
 def _differing(signatures: list[str]) -> list[str]:
     """For each signature, 'key=value' of the settings in which the signatures disagree."""
-    parsed = [json.loads(s)["settings"] for s in signatures]
+    return differing_settings([json.loads(s)["settings"] for s in signatures])
+
+
+def differing_settings(parsed: list[dict]) -> list[str]:
+    """For each settings dict, 'key=value' of the keys in which the dicts disagree."""
     keys = sorted({k for p in parsed for k in p})
     diff = [k for k in keys if len({json.dumps(p.get(k), sort_keys=True) for p in parsed}) > 1]
     return [", ".join(f"{k}={p.get(k)}" for k in diff) for p in parsed]

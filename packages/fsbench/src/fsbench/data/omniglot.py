@@ -70,6 +70,9 @@ IMAGE_SIZE = 28
 RESAMPLE = "lanczos"
 
 
+_WARNED: set[Path] = set()  # small-set folders already warned about in this process
+
+
 @dataclass
 class OmniglotSource:
     """Which Omniglot set a split comes from: 'full' (official zips) or 'small' (background sets)."""
@@ -152,6 +155,9 @@ def find_source(
     candidates = [user_dir, Path(env).expanduser() if env else None]
     for folder in candidates:
         if folder is not None and folder.is_dir() and (zips := _small_in(folder)):
+            if folder in _WARNED:
+                return OmniglotSource("small", zips)
+            _WARNED.add(folder)
             log.warning(
                 "the full Omniglot (images_background.zip + images_evaluation.zip) is not in %s%s; "
                 "using the small background sets in %s instead: split by alphabet, NOT comparable "
