@@ -160,20 +160,31 @@ def test_maml_measure_times_both_paths_and_keeps_the_faster(tmp_path):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("precision", ["bf16", "fp16"])
-def test_cuda_mixed_precision_run(tmp_path, precision):
+@pytest.mark.parametrize(("method", "precision"), [("maml", "bf16"), ("protonet", "fp16")])
+def test_cuda_mixed_precision_run(tmp_path, method, precision):
     load = synthetic_loader(size=16, classes=10, per_class=6)
+    dataset = "doublemnist" if method == "maml" else "omniglot"
     settings = resolve_settings(
-        "maml",
-        "doublemnist",
-        {**SMALL["maml"], "iterations": 3, "episodes": 4, "precision": precision},
+        method,
+        dataset,
+        {**SMALL[method], "iterations": 3, "episodes": 4, "precision": precision},
     )
     res = run_setting(settings, tmp_path, loader=load, device="cuda", quiet=True)
     assert res["precision"] == precision and res["device"].startswith("cuda")
-    # auto on CUDA measures loop against vmap on the first meta-batch and keeps the faster.
-    assert res["maml_exec"] in ("loop", "vmap")
-    assert set(res["maml_exec_seconds"]) == {"loop", "vmap"}
     assert torch.backends.cudnn.benchmark
+    if method == "maml":
+        # auto on CUDA measures loop against vmap on the first meta-batch and keeps the faster.
+        assert res["maml_exec"] in ("loop", "vmap")
+        assert set(res["maml_exec_seconds"]) == {"loop", "vmap"}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_default_is_fp32(tmp_path):
+    load = synthetic_loader(size=16, classes=10, per_class=6)
+    settings = resolve_settings("maml", "doublemnist", {**SMALL["maml"], "iterations": 2})
+    res = run_setting(settings, tmp_path, loader=load, device="cuda", quiet=True)
+    assert res["precision"] == "fp32"  # reproductions never run in mixed precision unasked
+    assert not any(d["setting"] == "precision" for d in res["deviations"])
 
 
 # ---- model selection, resume refusal, progress lines ------------------------------------------
