@@ -129,113 +129,202 @@ def _result_line(name: str, result: dict, out: Path) -> str:
     return line + f"; {result['wall_seconds']:.1f} s on {result['device']}; results in {out}"
 
 
+def _run_options(func):
+    """The options of ``run`` and ``pretrain``: a flag overrides one value of the preset."""
+    options = [
+        click.option("--way", type=POS, help="classes per test episode (MAML: also training)"),
+        click.option("--shot", type=POS, help="support examples per class"),
+        click.option("--query", type=POS, help="query examples per class at evaluation"),
+        click.option("--train-way", type=POS, help="ProtoNets: classes per training episode"),
+        click.option("--train-shot", type=POS, help="ProtoNets: support examples in training"),
+        click.option("--train-query", type=POS, help="query examples per class in training"),
+        click.option("--iterations", type=POS, help="meta-iterations / training episodes / steps"),
+        click.option("--epochs", type=POS, help="pretrain: epochs over the training split"),
+        click.option("--meta-batch", type=POS, help="tasks per meta-iteration (MAML, MTL)"),
+        click.option("--episodes", type=POS, help="test episodes (classifiers: full test split)"),
+        click.option("--seed", type=NONNEG, help="training seed (default 0)"),
+        click.option(
+            "--lr", type=click.FloatRange(min=0, min_open=True), help="(outer) learning rate"
+        ),
+        click.option(
+            "--ss-lr",
+            type=click.FloatRange(min=0, min_open=True),
+            help="MTL: Adam lr of the scaling/shifting (or of the backbone with --mtl-mode ft)",
+        ),
+        click.option("--momentum", type=click.FloatRange(min=0), help="pretrain: SGD momentum"),
+        click.option("--weight-decay", type=click.FloatRange(min=0), help="pretrain: weight decay"),
+        click.option(
+            "--inner-lr", type=click.FloatRange(min=0, min_open=True), help="MAML/MTL inner lr"
+        ),
+        click.option("--inner-steps", type=POS, help="MAML/MTL inner steps at training"),
+        click.option("--test-inner-steps", type=POS, help="inner steps at test"),
+        click.option(
+            "--inner-loss",
+            type=_choice("inner_loss"),
+            help="MAML inner loss: mean cross-entropy, or cbfinn's sum over the support set / "
+            "shot (= way x mean)",
+        ),
+        click.option("--backbone", type=_choice("backbone"), help="pretrain/MTL backbone"),
+        click.option(
+            "--widths",
+            help="ResNet-12 block widths, comma-separated (default 64,128,256,512)",
+        ),
+        click.option("--hidden", type=POS, help="Conv-4 filters"),
+        click.option(
+            "--dropout", type=click.FloatRange(0, 1, max_open=True), help="pretrain dropout"
+        ),
+        click.option(
+            "--norm",
+            type=_choice("norm"),
+            help="batch norm: batch statistics always (transductive, MAML) or running "
+            "statistics with eval() at test (ProtoNets)",
+        ),
+        click.option(
+            "--norm-affine", type=_choice("norm_affine"), help="batch norm's learned terms"
+        ),
+        click.option("--init", type=_choice("init"), help="weight initialisation"),
+        click.option(
+            "--distance", type=_choice("distance"), help="ProtoNets distance to prototypes"
+        ),
+        click.option(
+            "--pretrained",
+            type=click.Path(file_okay=False, path_type=Path),
+            help="MTL: the folder of a finished fsbench pretrain run of this dataset",
+        ),
+        click.option(
+            "--mtl-mode",
+            type=_choice("mtl_mode"),
+            help="MTL: meta-train scaling/shifting (ss) or every backbone weight (ft)",
+        ),
+        click.option(
+            "--hard-tasks/--no-hard-tasks",
+            default=None,
+            help="MTL: hard-task meta-batch (tasks re-composed of failure classes)",
+        ),
+        click.option("--batch-size", type=POS, help="classifier / pretrain minibatch size"),
+        click.option(
+            "--batch-order",
+            type=_choice("batch_order"),
+            help="classifiers: the reference loop's fixed slices, or random minibatches",
+        ),
+        click.option(
+            "--train-split",
+            type=_choice("train_split"),
+            help="train on the train classes, or on train + val (final training; no selection)",
+        ),
+        click.option("--eval-every", type=NONNEG, help="validate every N iterations (0: never)"),
+        click.option("--eval-episodes", type=POS, help="episodes per validation"),
+        click.option("--val-way", type=POS, help="classes per validation episode (default: --way)"),
+        click.option(
+            "--select",
+            type=_choice("select"),
+            help="test the last model, or the best on validation (needs --eval-every)",
+        ),
+        click.option(
+            "--omniglot-split",
+            type=click.Choice(["vinyals", "cbfinn"]),
+            help="omniglot: the Vinyals class lists (ProtoNets) or cbfinn's character split (MAML)",
+        ),
+        click.option(
+            "--images-per-class",
+            type=POS,
+            help="doublemnist/triplemnist: images per class to generate/load",
+        ),
+        click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
+        click.option(
+            "--precision",
+            type=click.Choice(PRECISIONS),
+            help="fp32 (default; TF32 matmuls on CUDA), or bf16/fp16 autocast on CUDA",
+        ),
+        click.option(
+            "--maml-exec",
+            type=click.Choice(["auto", "measure", "loop", "vmap", "compile"]),
+            help="how MAML runs a meta-batch; measure: time loop and vmap on the first "
+            "meta-batch and keep the faster; auto: loop on CPU (measured), measure on CUDA",
+        ),
+        click.option("--threads", type=POS, help="torch CPU threads (default: torch's own)"),
+        click.option(
+            "--out", type=click.Path(file_okay=False, path_type=Path), help="output directory"
+        ),
+        click.option(
+            "--resume",
+            is_flag=True,
+            help="continue OUT/checkpoint.pt (same settings, or more iterations)",
+        ),
+        click.option("--overwrite", is_flag=True, help="replace an earlier run in OUT"),
+        click.option(
+            "--data-root",
+            type=click.Path(file_okay=False, path_type=Path),
+            help="dataset cache (default $FSBENCH_DATA or ~/.cache/fsbench)",
+        ),
+        click.option(
+            "--dataset-dir",
+            type=click.Path(exists=True, file_okay=False, path_type=Path),
+            help="use this dataset folder as it is: an mdmnist output (HDF5 or PNG tree, e.g. "
+            "the published download) or an Omniglot folder of official zips",
+        ),
+        click.option(
+            "--download", is_flag=True, help="omniglot: download the full official set if missing"
+        ),
+        click.option(
+            "--checkpoint-every",
+            type=NONNEG,
+            help="checkpoint every N iterations (0: only at the end)",
+        ),
+        click.option("--quiet", is_flag=True, help="no progress bars or progress lines"),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+RUN_METHODS = sorted(m for m in METHODS if m != "pretrain")
+
+
 @main.command()
-@click.argument(
-    "method", type=click.Choice(sorted(METHODS), case_sensitive=False), metavar="METHOD"
-)
+@click.argument("method", type=click.Choice(RUN_METHODS, case_sensitive=False), metavar="METHOD")
 @click.argument("dataset")
-@click.option("--way", type=POS, help="classes per test episode (MAML: also training)")
-@click.option("--shot", type=POS, help="support examples per class")
-@click.option("--query", type=POS, help="query examples per class at evaluation")
-@click.option("--train-way", type=POS, help="ProtoNets: classes per training episode")
-@click.option("--train-shot", type=POS, help="ProtoNets: support examples per class in training")
-@click.option("--train-query", type=POS, help="query examples per class in training")
-@click.option("--iterations", type=POS, help="meta-iterations / training episodes / steps")
-@click.option("--meta-batch", type=POS, help="MAML tasks per meta-iteration")
-@click.option("--episodes", type=POS, help="test episodes (classifiers: full test split)")
-@click.option("--seed", type=NONNEG, help="training seed (default 0)")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="outer/Adam learning rate")
-@click.option("--inner-lr", type=click.FloatRange(min=0, min_open=True), help="MAML fast lr")
-@click.option("--inner-steps", type=POS, help="MAML inner steps at training")
-@click.option("--test-inner-steps", type=POS, help="MAML inner steps at test")
-@click.option(
-    "--inner-loss",
-    type=_choice("inner_loss"),
-    help="MAML inner loss: mean cross-entropy, or cbfinn's sum over the support set / shot "
-    "(= way x mean)",
-)
-@click.option("--hidden", type=POS, help="Conv-4 filters")
-@click.option(
-    "--norm",
-    type=_choice("norm"),
-    help="batch norm: batch statistics always (transductive, MAML) or running statistics with "
-    "eval() at test (ProtoNets)",
-)
-@click.option("--norm-affine", type=_choice("norm_affine"), help="batch norm's learned terms")
-@click.option("--init", type=_choice("init"), help="weight initialisation")
-@click.option("--distance", type=_choice("distance"), help="ProtoNets distance to prototypes")
-@click.option("--batch-size", type=POS, help="classifier minibatch size")
-@click.option(
-    "--batch-order",
-    type=_choice("batch_order"),
-    help="classifiers: the reference loop's fixed slices, or random minibatches",
-)
-@click.option(
-    "--train-split",
-    type=_choice("train_split"),
-    help="train on the train classes, or on train + val (final training; no selection)",
-)
-@click.option("--eval-every", type=NONNEG, help="validate every N iterations (0: never)")
-@click.option("--eval-episodes", type=POS, help="episodes per validation")
-@click.option("--val-way", type=POS, help="classes per validation episode (default: --way)")
-@click.option(
-    "--select",
-    type=_choice("select"),
-    help="test the last model, or the best on validation (needs --eval-every)",
-)
-@click.option(
-    "--omniglot-split",
-    type=click.Choice(["vinyals", "cbfinn"]),
-    help="omniglot: the Vinyals class lists (ProtoNets) or cbfinn's character split (MAML)",
-)
-@click.option(
-    "--images-per-class",
-    type=POS,
-    help="doublemnist/triplemnist: images per class to generate/load",
-)
-@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
-@click.option(
-    "--precision",
-    type=click.Choice(PRECISIONS),
-    help="fp32 (default; TF32 matmuls on CUDA), or bf16/fp16 autocast on CUDA",
-)
-@click.option(
-    "--maml-exec",
-    type=click.Choice(["auto", "measure", "loop", "vmap", "compile"]),
-    help="how MAML runs a meta-batch; measure: time loop and vmap on the first meta-batch and "
-    "keep the faster; auto: loop on CPU (measured), measure on CUDA",
-)
-@click.option("--threads", type=POS, help="torch CPU threads (default: torch's own)")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="output directory")
-@click.option(
-    "--resume", is_flag=True, help="continue OUT/checkpoint.pt (same settings, or more iterations)"
-)
-@click.option("--overwrite", is_flag=True, help="replace an earlier run in OUT")
-@click.option(
-    "--data-root",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="dataset cache (default $FSBENCH_DATA or ~/.cache/fsbench)",
-)
-@click.option(
-    "--dataset-dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="use this dataset folder as it is: an mdmnist output (HDF5 or PNG tree, e.g. the "
-    "published download) or an Omniglot folder of official zips",
-)
-@click.option(
-    "--download", is_flag=True, help="omniglot: download the full official set if missing"
-)
-@click.option(
-    "--checkpoint-every", type=NONNEG, help="checkpoint every N iterations (0: only at the end)"
-)
-@click.option("--quiet", is_flag=True, help="no progress bars or progress lines")
+@_run_options
 def run(method: str, dataset: str, **opts) -> None:
     """Train and evaluate METHOD on DATASET with its published protocol; a flag overrides one value."""
+    _run(method.lower(), dataset, opts)
+
+
+@main.command()
+@click.argument("dataset")
+@_run_options
+def pretrain(dataset: str, **opts) -> None:
+    """Pre-train a backbone by many-way classification on DATASET's training classes.
+
+    The folder it writes is what `fsbench run mtl DATASET --pretrained DIR` loads; its own
+    result is the few-shot accuracy of the pre-trained features with a new linear head.
+    """
+    _run("pretrain", dataset, opts)
+
+
+def _widths(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        widths = [int(w) for w in text.split(",")]
+    except ValueError:
+        raise FsbenchError(f"--widths must be comma-separated integers, got {text!r}") from None
+    if len(widths) != 4 or min(widths) < 1:
+        raise FsbenchError(f"--widths must be four positive integers (one per block), got {text!r}")
+    return widths
+
+
+def _run(method: str, dataset: str, opts: dict) -> None:
+    """``run`` and ``pretrain``: resolve the settings, train, evaluate, print one line."""
     from fsbench.engine import run_setting
     from fsbench.presets import resolve_settings
 
     _configure_logging(opts["quiet"])
-    method = method.lower()
+    opts["widths"] = _widths(opts["widths"])
+    if opts["pretrained"] is not None:
+        if method != "mtl":
+            raise FsbenchError(f"--pretrained applies to mtl, not {method}")
+        opts["pretrained"] = str(opts["pretrained"])
     name = _dataset(dataset)
     images = opts.pop("images_per_class")
     split = opts.pop("omniglot_split")
@@ -260,9 +349,10 @@ def run(method: str, dataset: str, **opts) -> None:
     settings = resolve_settings(method, name, overrides)
     if name in MDMNIST_DATASETS or name == "omniglot":
         settings["data_options"].setdefault("progress", not opts["quiet"])
-    out = opts["out"] or Path("runs") / (
-        f"{method}_{name}_{settings['way']}w{settings['shot']}s_seed{settings['seed']}"
-    )
+    default = f"{method}_{name}_{settings['way']}w{settings['shot']}s_seed{settings['seed']}"
+    if method == "pretrain":
+        default = f"pretrain_{name}_{settings['backbone']}_seed{settings['seed']}"
+    out = opts["out"] or Path("runs") / default
     result = run_setting(
         settings,
         out,

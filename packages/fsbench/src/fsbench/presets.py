@@ -16,7 +16,8 @@ from fsbench.methods.protonet import DISTANCES
 from fsbench.models.conv4 import AFFINES as NORM_AFFINES
 from fsbench.models.conv4 import INITS, NORMS
 
-EPISODIC_METHODS = ("maml", "fomaml", "protonet")
+EPISODIC_METHODS = ("maml", "fomaml", "protonet", "mtl")
+PRETRAIN_METHODS = ("pretrain",)
 MAML_METHODS = ("maml", "fomaml")
 CLASSIFIER_METHODS = ("logreg", "mlp", "cnn", "gru")
 MDMNIST_DATASETS = ("doublemnist", "triplemnist")
@@ -30,12 +31,14 @@ SOURCES: dict[str, str] = {
     "snell": "Snell et al. 2017, Prototypical Networks (jakesnell/prototypical-networks)",
     "faulkner": "HaydenFaulkner/pytorch.repmet README (Prototypical Networks on Omniglot)",
     "greydanus": "Greydanus 2020, MNIST-1D (greydanus/mnist1d)",
+    "sun": "Sun et al. 2019, Meta-Transfer Learning (yaoyao-liu/meta-transfer-learning)",
 }
 
 # Values of the named protocol settings beside those the models and methods define.
 SELECTIONS = ("last", "best-val")
 BATCH_ORDERS = ("sequential", "random")
 TRAIN_SPLITS = ("train", "trainval")
+MTL_MODES = ("ss", "ft")
 
 # Every setting a run can carry, with the value used when no preset sets it.
 BASE: dict = {
@@ -75,6 +78,17 @@ BASE: dict = {
     "precision": "fp32",  # fp32 (TF32 on CUDA) unless asked: bf16 / fp16 autocast, CUDA only
     "data_options": {},
     "threads": None,  # torch CPU threads; None: torch's default
+    # pre-training and Meta-Transfer Learning
+    "backbone": "conv4",
+    "widths": None,  # ResNet-12 block widths; None: 64-128-256-512
+    "dropout": 0.0,
+    "epochs": 0,  # pre-training length (iterations = epochs x batches per epoch)
+    "momentum": 0.0,  # SGD (pre-training)
+    "weight_decay": 0.0,
+    "pretrained": None,  # MTL: the folder of an fsbench pretrain run
+    "mtl_mode": "ss",  # ss: scaling/shifting; ft: meta-train every backbone weight
+    "hard_tasks": False,
+    "ss_lr": 1e-4,  # MTL: Adam lr of SS (or of the backbone with mtl_mode ft)
 }
 
 # Settings that change how a run executes, not what it computes: never a deviation, never a
@@ -279,6 +293,106 @@ def _classifier(method: str, dataset: str) -> Preset:
     )
 
 
+RESNET12 = {
+    "backbone": "resnet12",
+    "widths": [64, 128, 256, 512],
+    "norm": "batch",
+    "norm_affine": "none",
+}
+MTL_VERSIONS_NOTE = (
+    "The official code exists in two versions that differ in nearly every setting; the "
+    "author points to the TensorFlow one for the paper. Backbone (ResNet-12 64-128-256-512, "
+    "three 3x3 conv + batch norm + LeakyReLU(0.1) per block, 1x1 shortcut, max-pool, "
+    "global average pool; batch norm on batch statistics without affine terms) and SS (every "
+    "3x3 conv, a scale per kernel slice [out, in, 1, 1], a shift per output channel; shortcuts "
+    "frozen) follow the TensorFlow code; the pre-training optimiser and the meta-learning loop "
+    "follow the PyTorch code (the TF code's inner loop is second order)."
+)
+
+
+def _pretrain(dataset: str) -> Preset:
+    return Preset(
+        "pretrain",
+        dataset,
+        {
+            **RESNET12,
+            "way": 5,
+            "shot": 1,
+            "query": 15,
+            "batch_size": 128,
+            "lr": 0.1,
+            "momentum": 0.9,
+            "weight_decay": 5e-4,
+            "lr_step": 30,
+            "lr_gamma": 0.2,
+            "epochs": 110,
+            "eval_every": 1,
+            "eval_episodes": 600,
+            "val_way": 5,
+            "select": "best-val",
+            "inner_lr": 0.01,
+            "test_inner_steps": 100,
+            "episodes": 600,
+        },
+        f"{SOURCES['sun']}: pre-training, PyTorch code (trainer/pre.py, run_pre.py): SGD lr 0.1, "
+        "Nesterov momentum 0.9, weight decay 5e-4, batch 128, lr x0.2 every 30 epochs, 110 epochs, "
+        "best validation (5-way, 600 episodes) kept",
+        notes=(
+            MTL_VERSIONS_NOTE,
+            "Training classes only (the dataset's train split); every epoch a new permutation, "
+            "the last batch of an epoch may be smaller; validation every epoch (eval_every counts "
+            "epochs here).",
+            "Validation and test fit a new linear head to each task's support features: 100 SGD "
+            "steps at 0.01, as the PyTorch code's pre-training validation, but from zeros (the "
+            "PyTorch code starts from one fixed random initialisation).",
+            "A single linear head over the training classes (the PyTorch code puts a "
+            "640-1000-64 MLP on its 25-layer ResNet; the TF code a linear layer).",
+            "No data augmentation: the PyTorch code's random resized crops and horizontal flips "
+            "are for natural images; flipping digits changes them.",
+        ),
+    )
+
+
+def _mtl(dataset: str) -> Preset:
+    return Preset(
+        "mtl",
+        dataset,
+        {
+            **RESNET12,
+            "way": 5,
+            "shot": 1,
+            "query": 15,
+            "meta_batch": 1,
+            "iterations": 10_000,
+            "lr": 1e-3,
+            "ss_lr": 1e-4,
+            "lr_step": 1000,
+            "lr_gamma": 0.5,
+            "inner_lr": 0.01,
+            "inner_steps": 100,
+            "test_inner_steps": 100,
+            "mtl_mode": "ss",
+            "eval_every": 100,
+            "eval_episodes": 600,
+            "select": "best-val",
+            "episodes": 600,
+        },
+        f"{SOURCES['sun']}: meta-training, PyTorch code (models/mtl.py, trainer/meta.py, "
+        "run_meta.py): FC-only first-order inner loop of 100 steps at 0.01, Adam 1e-4 (SS) and "
+        "1e-3 (FC), lr x0.5 every 10 epochs, 100 epochs x 100 tasks, meta-batch 1, 15 queries, "
+        "best of 600 validation episodes per epoch, 600 test episodes",
+        notes=(
+            MTL_VERSIONS_NOTE,
+            "The backbone, its SS and the classifier's initialisation come from the pre-trained "
+            "run (--pretrained); its frozen weights never change (tested).",
+            "Hard-task meta-batch: no official code exists (the README lists it as not "
+            "included); built from the paper's description, see --hard-tasks in the README.",
+            "Batch norm on batch statistics: support and query are embedded separately, as both "
+            "official versions do.",
+        ),
+    )
+
+
 def preset_for(method: str, dataset: str) -> Preset:
     """The preset of a canonical (method, dataset) pair; FsbenchError when they do not go together."""
     if method in CLASSIFIER_METHODS:
@@ -287,10 +401,9 @@ def preset_for(method: str, dataset: str) -> Preset:
                 f"method {method!r} is an MNIST-1D classifier; use it with one of {', '.join(MNIST1D_DATASETS)}"
             )
         return _classifier(method, dataset)
-    if method not in EPISODIC_METHODS:
-        raise FsbenchError(
-            f"unknown method {method!r}; choose from {', '.join(EPISODIC_METHODS + CLASSIFIER_METHODS)}"
-        )
+    known = EPISODIC_METHODS + PRETRAIN_METHODS + CLASSIFIER_METHODS
+    if method not in known:
+        raise FsbenchError(f"unknown method {method!r}; choose from {', '.join(known)}")
     if dataset in MNIST1D_DATASETS:
         raise FsbenchError(
             f"method {method!r} needs an image dataset ({', '.join(IMAGE_DATASETS)}); "
@@ -298,6 +411,10 @@ def preset_for(method: str, dataset: str) -> Preset:
         )
     if method == "protonet":
         return _protonet(dataset)
+    if method == "pretrain":
+        return _pretrain(dataset)
+    if method == "mtl":
+        return _mtl(dataset)
     if dataset == "omniglot":
         return _maml_omniglot(method)
     return _maml_mdmnist(method, dataset)
@@ -312,6 +429,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "select": SELECTIONS,
     "batch_order": BATCH_ORDERS,
     "train_split": TRAIN_SPLITS,
+    "backbone": ("conv4", "resnet12"),
+    "mtl_mode": MTL_MODES,
 }
 
 
@@ -362,6 +481,11 @@ def resolve_settings(method: str, dataset: str, overrides: dict | None = None) -
                 "--precision fp16 is refused for MAML: its inner-loop gradients would need their "
                 "own loss scaling; use bf16 or fp32"
             )
+    if method == "mtl" and not settings.get("pretrained"):
+        raise FsbenchError(
+            "mtl needs --pretrained DIR: the folder of a finished fsbench pretrain run of this "
+            "dataset (fsbench pretrain DATASET --out DIR)"
+        )
     if settings["select"] == "best-val" and int(settings.get("eval_every") or 0) <= 0:
         raise FsbenchError("--select best-val needs validation: set --eval-every N (N >= 1)")
     if settings["train_split"] == "trainval" and settings["select"] == "best-val":
@@ -378,7 +502,7 @@ def preset_defaults(method: str, dataset: str, settings: dict) -> dict:
     return resolve_settings(
         method,
         dataset,
-        {"way": settings.get("way"), "shot": settings.get("shot")},
+        {k: settings.get(k) for k in ("way", "shot", "pretrained")},
     )
 
 

@@ -44,6 +44,7 @@ class Episode:
     way: int
     shot: int
     query: int
+    classes: torch.Tensor | None = None  # [B, way]: the store's class ids of each task's labels
 
 
 class ArrayStore:
@@ -179,19 +180,22 @@ class ArrayStore:
         query: int,
         batch: int = 1,
         check: bool = True,
+        classes: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Positions of an episode's examples, [B, way, shot+query], and its classes, [B, way].
 
         ``check=False`` skips the argument checks (a training loop checks once, up front).
+        ``classes`` ([B, way] class ids) fixes the tasks' classes instead of drawing them.
         """
         if check:
             self.check_episode(way, shot, query, batch)
             self._check_generator(generator)
         way, shot, query, batch = (operator.index(v) for v in (way, shot, query, batch))
         dev = self.device
-        # A uniform random subset of classes per task: the first `way` of a random permutation.
-        keys = torch.rand(batch, self.num_classes, generator=generator, device=dev)
-        classes = keys.topk(way, dim=1, largest=False, sorted=True).indices  # [B, way]
+        if classes is None:
+            # A uniform random subset of classes per task: the first `way` of a random permutation.
+            keys = torch.rand(batch, self.num_classes, generator=generator, device=dev)
+            classes = keys.topk(way, dim=1, largest=False, sorted=True).indices  # [B, way]
         n = shot + query
         kmax = self.class_index.shape[1]
         # A uniform random subset of each class's examples; padding gets key 2.0 and is never
@@ -211,9 +215,13 @@ class ArrayStore:
         query: int,
         batch: int = 1,
         check: bool = True,
+        classes: torch.Tensor | None = None,
     ) -> Episode:
-        """Draw ``batch`` independent tasks: ``way`` classes, ``shot + query`` distinct examples each."""
-        idx, _ = self.sample_indices(generator, way, shot, query, batch, check)
+        """Draw ``batch`` independent tasks: ``way`` classes, ``shot + query`` distinct examples each.
+
+        ``classes`` ([B, way]) gives the tasks' classes (fresh examples of them are drawn).
+        """
+        idx, classes = self.sample_indices(generator, way, shot, query, batch, check, classes)
         way, shot, query, batch = (operator.index(v) for v in (way, shot, query, batch))
         shape = self.example_shape
         # Gather support and query separately, so each comes out contiguous (no slice copies).
@@ -232,7 +240,12 @@ class ArrayStore:
             way=way,
             shot=shot,
             query=query,
+            classes=classes,
         )
+
+    def take(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Examples (as float) and labels at the positions ``idx``."""
+        return self.to_float(self.data[idx]), self.labels[idx]
 
     def batch_slice(self, step: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The reference MNIST-1D loop's minibatch: examples [(step * b) % N : ... + b], no shuffle."""

@@ -47,7 +47,14 @@ def trained_settings(run_dir: Path) -> tuple[dict, int]:
     settings = state.get("settings")
     if not isinstance(settings, dict) or "method" not in settings:
         raise FsbenchError(f"{path} holds no settings: not written by fsbench")
-    return dict(settings), int(state.get("iteration", 0))
+    iteration = int(state.get("iteration", 0))
+    total = int(state.get("total_iterations", settings.get("iterations", 0)))
+    if iteration < total:
+        raise FsbenchError(
+            f"{run_dir} stopped at iteration {iteration} of {total}; finish it first "
+            "(fsbench run ... --resume)"
+        )
+    return dict(settings), iteration
 
 
 def evaluate_run(
@@ -69,11 +76,6 @@ def evaluate_run(
     """Evaluate the trained run in ``run_dir`` on new test settings; result.json into ``out``."""
     run_dir, out = Path(run_dir), Path(out)
     settings, iteration = trained_settings(run_dir)
-    if iteration < int(settings["iterations"]):
-        raise FsbenchError(
-            f"{run_dir} stopped at iteration {iteration} of {settings['iterations']}; finish it "
-            "first (fsbench run ... --resume)"
-        )
     if (out / RESULT).exists() and not overwrite:
         raise FsbenchError(f"{out} already holds a {RESULT}; pass --overwrite to replace it")
     method_name = settings["method"]

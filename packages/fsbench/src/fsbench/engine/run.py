@@ -173,6 +173,39 @@ def tested_weights(out: Path, settings: dict, outcome_best: int | None) -> tuple
     return state["model"], why
 
 
+# The settings that define a backbone's architecture: MTL takes them from its pre-trained run.
+BACKBONE_KEYS = ("backbone", "widths", "hidden", "norm", "norm_affine", "pool", "readout", "init")
+
+
+def load_pretrained(settings: dict) -> tuple[dict, dict, list[int]]:
+    """(settings with the backbone of the run in settings['pretrained'], its weights, its input
+    shape); one-line FsbenchErrors for a folder that is not a finished pretrain run or whose
+    backbone differs from the one asked for."""
+    folder = Path(settings["pretrained"]).expanduser()
+    if not (folder / RESULT).is_file() or not (folder / CHECKPOINT).is_file():
+        raise FsbenchError(
+            f"--pretrained {folder}: not a finished fsbench pretrain run (it needs {RESULT} and "
+            f"{CHECKPOINT}; write one with fsbench pretrain DATASET --out {folder})"
+        )
+    from fsbench.results import read_json
+
+    done = read_json(folder / RESULT)
+    pre = done.get("settings") or {}
+    if done.get("method") != "pretrain":
+        raise FsbenchError(
+            f"--pretrained {folder} holds a {done.get('method')} run, not a pretrain run"
+        )
+    if pre.get("backbone") != settings.get("backbone"):
+        raise FsbenchError(
+            f"--pretrained {folder} is a {pre.get('backbone')} checkpoint but {settings['method']} "
+            f"asks for --backbone {settings.get('backbone')}; pass --backbone {pre.get('backbone')}"
+        )
+    weights, _ = tested_weights(folder, pre, None)
+    merged = {**settings, **{k: pre[k] for k in BACKBONE_KEYS if k in pre}}
+    shape = list(done.get("data", {}).get("train", {}).get("example_shape") or [])
+    return merged, weights, shape
+
+
 def describe_device(dev: torch.device) -> str:
     return str(dev) if dev.type == "cpu" else f"{dev} ({torch.cuda.get_device_name(dev)})"
 
@@ -302,6 +335,9 @@ def run_setting(
         loader, describe = _registry_loader()
     describe = describe or _basic_description
     check_out_dir(out, resume, overwrite)
+    pretrained = None
+    if settings.get("pretrained"):
+        settings, pretrained, pretrained_shape = load_pretrained(settings)
     if resume:
         check_resume(out, settings)
     threads = settings.get("threads")
@@ -325,7 +361,17 @@ def run_setting(
         )
     load_seconds = time.perf_counter() - t_start
 
+    if pretrained is not None and list(train_store.example_shape) != pretrained_shape:
+        raise FsbenchError(
+            f"--pretrained {settings['pretrained']} was trained on examples of shape "
+            f"{pretrained_shape}, but {name} has {list(train_store.example_shape)}"
+        )
     method = build_method(settings, train_store.example_shape, train_store.num_classes)
+    if pretrained is not None and not (resume and (out / CHECKPOINT).exists()):
+        try:
+            method.load_pretrained(pretrained)
+        except ValueError as exc:
+            raise FsbenchError(f"--pretrained {settings['pretrained']}: {exc}") from None
     method.to(dev)
     check_split(method, train_store, name, train_split)
     check_split(method, test_store, name, "test")
@@ -342,7 +388,7 @@ def run_setting(
         log.info(
             "%s: %s iterations on %s, %d torch thread(s), %s",
             method_name,
-            f"{int(settings['iterations']):,}",
+            f"{method.iterations(train_store):,}",
             describe_device(dev),
             torch.get_num_threads(),
             precision,
@@ -392,6 +438,7 @@ def run_setting(
         selection=selection,
         timings=timings,
     )
+    result.update(method.summary())
     if method_name in ("maml", "fomaml"):
         result["maml_exec"] = method.execution
         if method.execution_timings:

@@ -169,9 +169,9 @@ def train(
     With ``select == "best-val"`` the weights of the best validation accuracy go to ``best.pt``.
     """
     out_dir = Path(out_dir)
-    iterations = int(settings["iterations"])
+    iterations = method.iterations(train_store)  # also lets the method see the split first
     ckpt_every = int(settings.get("checkpoint_every") or 0)
-    eval_every = int(settings.get("eval_every") or 0) if val_store is not None else 0
+    eval_every = method.eval_interval() if val_store is not None else 0
     keep_best = settings.get("select") == "best-val"
     log_every = max(1, iterations // 2000)
     optimizer, scheduler = method.make_optimizer()
@@ -209,6 +209,7 @@ def train(
                 "cpu_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                 "iteration": iteration,
+                "total_iterations": iterations,
                 "metrics_position": log_file.position(),
                 "settings": settings,
                 "method": method.extra_state(),

@@ -5,12 +5,16 @@ from __future__ import annotations
 from fsbench.methods.base import EvalResult, Method
 from fsbench.methods.classifier import Classifier
 from fsbench.methods.maml import FOMAML, MAML
+from fsbench.methods.mtl import MTL
+from fsbench.methods.pretrain import Pretrain
 from fsbench.methods.protonet import ProtoNet
 
 METHODS: dict[str, type[Method]] = {
     "maml": MAML,
     "fomaml": FOMAML,
     "protonet": ProtoNet,
+    "pretrain": Pretrain,
+    "mtl": MTL,
     "logreg": Classifier,
     "mlp": Classifier,
     "cnn": Classifier,
@@ -21,13 +25,15 @@ DESCRIPTIONS: dict[str, str] = {
     "maml": "MAML, second order (Finn et al. 2017), Conv-4, torch.func inner loop",
     "fomaml": "first-order MAML (inner gradient treated as constant)",
     "protonet": "Prototypical Networks (Snell et al. 2017), Conv-4 embedding",
+    "pretrain": "many-way classification pre-training of a backbone (fsbench pretrain)",
+    "mtl": "Meta-Transfer Learning (Sun et al. 2019): scaling/shifting of a pre-trained backbone",
     "logreg": "MNIST-1D logistic regression 40 -> 10",
     "mlp": "MNIST-1D MLP 40 -> 100 -> 100 -> 10",
     "cnn": "MNIST-1D CNN, three strided Conv1d (25 channels)",
     "gru": "MNIST-1D bidirectional GRU, hidden 6",
 }
 
-EPISODIC = ("maml", "fomaml", "protonet")
+EPISODIC = ("maml", "fomaml", "protonet", "mtl")
 CLASSIFIERS = ("logreg", "mlp", "cnn", "gru")
 
 

@@ -61,6 +61,15 @@ class Method:
         self.model.to(device)
         return self
 
+    def iterations(self, store: ArrayStore) -> int:
+        """How many training iterations the setting asks for; called once before training, so a
+        method can also read the training split here (pre-training counts epochs)."""
+        return int(self.settings["iterations"])
+
+    def eval_interval(self) -> int:
+        """Iterations between validations (0: none); pre-training counts epochs."""
+        return int(self.settings.get("eval_every") or 0)
+
     def make_optimizer(self) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
         """Adam at the preset learning rate, with a step decay when the preset asks for one."""
         s = self.settings
@@ -81,6 +90,10 @@ class Method:
     def train_loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The loss to back-propagate and the metrics (0-d tensors, read only when logged)."""
         raise NotImplementedError
+
+    def summary(self) -> dict:
+        """Facts about the trained method for result.json (e.g. parameter counts)."""
+        return {}
 
     def extra_state(self) -> dict:
         """State beyond the weights that a checkpoint must keep (e.g. MAML's measured path)."""

@@ -1,6 +1,53 @@
-"""Networks: the Conv-4 backbone of MAML and ProtoNets, and the MNIST-1D classifiers."""
+"""Networks: the Conv-4 and ResNet-12 backbones, scaling/shifting, the MNIST-1D classifiers."""
+
+from __future__ import annotations
+
+from torch import nn
 
 from fsbench.models.conv4 import Conv4
 from fsbench.models.mnist1d import MNIST1D_MODELS, build_mnist1d_model
+from fsbench.models.resnet12 import ResNet12
 
-__all__ = ["Conv4", "MNIST1D_MODELS", "build_mnist1d_model"]
+BACKBONES = ("conv4", "resnet12")
+
+
+def build_backbone(
+    settings: dict, input_shape: tuple[int, ...], num_classes: int | None = None
+) -> nn.Module:
+    """The backbone a setting names (``backbone``, ``hidden`` or ``widths``, ``norm``...).
+
+    Both have ``embed(x) -> [B, feature_dim]`` and an optional linear ``head``.
+    """
+    name = settings.get("backbone", "conv4")
+    if name == "resnet12":
+        widths = tuple(settings.get("widths") or (64, 128, 256, 512))
+        return ResNet12(
+            input_shape,
+            widths=widths,
+            num_classes=num_classes,
+            norm=settings.get("norm", "batch"),
+            affine=settings.get("norm_affine", "none"),
+            dropout=float(settings.get("dropout") or 0.0),
+        )
+    if name == "conv4":
+        return Conv4(
+            input_shape,
+            hidden=settings["hidden"],
+            num_classes=num_classes,
+            pool=settings.get("pool", "max"),
+            readout=settings.get("readout", "flatten"),
+            norm=settings.get("norm", "batch"),
+            affine=settings.get("norm_affine", "scale+shift"),
+            init=settings.get("init", "torch"),
+        )
+    raise ValueError(f"backbone must be one of {BACKBONES}, got {name!r}")
+
+
+__all__ = [
+    "BACKBONES",
+    "Conv4",
+    "MNIST1D_MODELS",
+    "ResNet12",
+    "build_backbone",
+    "build_mnist1d_model",
+]

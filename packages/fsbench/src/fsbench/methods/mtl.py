@@ -1,0 +1,197 @@
+"""Meta-Transfer Learning (Sun et al. 2019): meta-learn scaling/shifting of a pre-trained backbone.
+
+The backbone comes from ``fsbench pretrain`` and stays frozen; each 3x3 convolution gets learned
+scaling (init 1) and shifting (init 0), "SS" (``models/scale_shift.py``). A linear classifier is
+the base learner: for each task it is fitted to the support features by ``inner_steps`` SGD steps
+of ``inner_lr``, first order, starting from a meta-learned initialisation (the official PyTorch
+code: the FC only, ``autograd.grad`` without ``create_graph``). The query loss of the fitted
+classifier trains SS (Adam, ``ss_lr``) and the classifier's initialisation (Adam, ``lr``).
+
+``mtl_mode="ft"`` meta-trains every backbone weight instead of SS (the paper's "FT" ablation).
+
+Hard-task meta-batch (``hard_tasks``; no official code exists — built from the paper's words:
+"choose the failure class from each task by ranking the class-level accuracies", re-sample its
+data and re-compose hard tasks): after each meta-batch the class with the lowest query accuracy
+of every random task joins a queue; whenever ``way`` distinct classes are queued, the next
+meta-batch gets one more task made of them, with fresh support and query examples.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fsbench.data.store import ArrayStore, Episode
+from fsbench.methods.base import Method
+from fsbench.methods.linear_head import fit_linear_head, per_class_accuracy
+from fsbench.models import build_backbone
+from fsbench.models.scale_shift import add_scale_shift
+
+MODES = ("ss", "ft")
+
+
+def _concat(a: Episode, b: Episode) -> Episode:
+    """Two episode batches of the same shape as one."""
+    cat = torch.cat
+    return Episode(
+        cat([a.support_x, b.support_x]),
+        cat([a.support_y, b.support_y]),
+        cat([a.query_x, b.query_x]),
+        cat([a.query_y, b.query_y]),
+        a.way,
+        a.shot,
+        a.query,
+        cat([a.classes, b.classes]),
+    )
+
+
+class MTL(Method):
+    """SS (or FT) on a pre-trained backbone with a first-order linear base learner."""
+
+    name = "mtl"
+    eval_settings = ("query", "episodes", "test_inner_steps")
+
+    def __init__(self, settings: dict, example_shape: tuple[int, ...], num_classes: int) -> None:
+        super().__init__(settings, example_shape, num_classes)
+        self.mode = settings.get("mtl_mode", "ss")
+        if self.mode not in MODES:
+            raise ValueError(f"mtl_mode must be one of {MODES}, got {self.mode!r}")
+        self.way = int(settings["way"])
+        backbone = build_backbone({**settings, "dropout": 0.0}, example_shape)
+        if self.mode == "ss":
+            self.meta_params = add_scale_shift(backbone)
+        else:
+            self.meta_params = list(backbone.parameters())
+        fc = nn.Linear(backbone.feature_dim, self.way)
+        nn.init.xavier_uniform_(fc.weight)
+        nn.init.zeros_(fc.bias)
+        self.model = nn.ModuleDict({"backbone": backbone, "fc": fc})
+        self.hard_queue: list[int] = []  # failure classes waiting to form a hard task
+        self.hard_in_batch = 0
+
+    # -- pre-trained weights ----------------------------------------------------------------
+    def load_pretrained(self, state: dict[str, torch.Tensor]) -> None:
+        """Load a pre-trained backbone's weights (its classification head is dropped)."""
+        target = self.model["backbone"].state_dict()
+        mapped = {}
+        for key, value in state.items():
+            if key.startswith("head."):
+                continue
+            name = key if key in target else ".conv.".join(key.rsplit(".", 1))
+            if name not in target or target[name].shape != value.shape:
+                raise ValueError(f"the pre-trained weights do not fit this backbone ({key})")
+            mapped[name] = value
+        missing = [
+            k for k in target if k not in mapped and not k.endswith(("ss.scale", "ss.shift"))
+        ]
+        if missing:
+            raise ValueError(f"the pre-trained weights lack {missing[0]}")
+        self.model["backbone"].load_state_dict(mapped, strict=False)
+
+    def parameter_counts(self) -> dict[str, int | float]:
+        """Meta-trained parameters (SS or the whole backbone) against the backbone's own."""
+        backbone = self.model["backbone"]
+        own = sum(p.numel() for n, p in backbone.named_parameters() if ".ss." not in n)
+        meta = sum(p.numel() for p in self.meta_params)
+        return {
+            "backbone": own,
+            "meta_trained": meta,
+            "meta_trained_fraction": round(meta / own, 4),
+            "classifier": sum(p.numel() for p in self.model["fc"].parameters()),
+        }
+
+    def summary(self) -> dict:
+        return {"parameters": self.parameter_counts(), "mtl_mode": self.mode}
+
+    # -- training ---------------------------------------------------------------------------
+    def make_optimizer(self):
+        s = self.settings
+        opt = torch.optim.Adam(
+            [
+                {"params": self.meta_params, "lr": s["ss_lr"]},
+                {"params": self.model["fc"].parameters(), "lr": s["lr"]},
+            ]
+        )
+        step = int(s.get("lr_step") or 0)
+        if step > 0:
+            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=step, gamma=s["lr_gamma"])
+        else:
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+        return opt, sched
+
+    def check(self, store: ArrayStore, split: str) -> None:
+        s = self.settings
+        query = s["train_query"] if split in ("train", "trainval") else s["query"]
+        store.check_episode(s["way"], s["shot"], query, s["meta_batch"])
+
+    def sample_train(
+        self, store: ArrayStore, generator: torch.Generator, iteration: int
+    ) -> Episode:
+        s = self.settings
+        args = (generator, s["way"], s["shot"], s["train_query"])
+        batch = store.sample_episode(*args, s["meta_batch"], check=False)
+        self.hard_in_batch = 0  # hard tasks come last in the batch
+        if self.settings.get("hard_tasks") and len(self.hard_queue) >= self.way:
+            classes = torch.tensor([self.hard_queue[: self.way]], device=store.device)
+            del self.hard_queue[: self.way]
+            batch = _concat(batch, store.sample_episode(*args, 1, check=False, classes=classes))
+            self.hard_in_batch = 1
+        return batch
+
+    def _task_logits(self, ep: Episode, b: int, steps: int) -> torch.Tensor:
+        """Query logits of task ``b`` after fitting the classifier to its support set."""
+        backbone, fc = self.model["backbone"], self.model["fc"]
+        with torch.no_grad():  # first order: no gradient reaches the support features
+            zs = backbone.embed(ep.support_x[b])
+        w, bias = fit_linear_head(
+            fc.weight, fc.bias, zs, ep.support_y[b], steps, float(self.settings["inner_lr"])
+        )
+        return F.linear(backbone.embed(ep.query_x[b]).float(), w, bias)
+
+    def train_loss(self, batch: Episode) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        steps = int(self.settings["inner_steps"])
+        tasks = batch.support_x.shape[0]
+        random_tasks = tasks - self.hard_in_batch
+        losses, accs, failures = [], [], []
+        for b in range(tasks):
+            logits = self._task_logits(batch, b, steps)
+            losses.append(F.cross_entropy(logits, batch.query_y[b]))
+            accs.append((logits.argmax(1) == batch.query_y[b]).float().mean())
+            if self.settings.get("hard_tasks") and b < random_tasks:
+                worst = per_class_accuracy(logits.detach(), batch.query_y[b], batch.way).argmin()
+                failures.append(batch.classes[b, worst])
+        for c in torch.stack(failures).tolist() if failures else []:  # one sync per meta-batch
+            if c not in self.hard_queue:
+                self.hard_queue.append(int(c))
+        metrics = {
+            "loss": torch.stack(losses).mean().detach(),
+            "accuracy": torch.stack(accs).mean(),
+        }
+        if random_tasks < tasks:
+            metrics["hard_accuracy"] = torch.stack(accs[random_tasks:]).mean()
+        return torch.stack(losses).mean(), metrics
+
+    def extra_state(self) -> dict:
+        return {"hard_queue": list(self.hard_queue)}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.hard_queue = list(state.get("hard_queue") or [])
+
+    # -- evaluation -------------------------------------------------------------------------
+    @property
+    def eval_chunk(self) -> int:
+        return max(1, int(self.settings["meta_batch"]))
+
+    def episode_accuracies(self, episode: Episode) -> torch.Tensor:
+        if episode.way != self.way:
+            raise ValueError(
+                f"this MTL classifier has {self.way} outputs; it cannot test {episode.way}-way"
+            )
+        steps = int(self.settings["test_inner_steps"])
+        out = []
+        with torch.no_grad():
+            for b in range(episode.support_x.shape[0]):
+                logits = self._task_logits(episode, b, steps)
+                out.append((logits.argmax(1) == episode.query_y[b]).float().mean())
+        return torch.stack(out)

@@ -1,0 +1,107 @@
+"""Pre-training of a backbone by ordinary many-way classification on the meta-train classes.
+
+Meta-Transfer Learning's first phase (official PyTorch code, ``trainer/pre.py``): SGD with Nesterov
+momentum 0.9, learning rate 0.1, weight decay 5e-4, batch 128, the rate multiplied by 0.2 every
+30 epochs, the training split reshuffled every epoch; validation on few-shot episodes of the val
+classes, where a new linear head is fitted to each task's support features (100 SGD steps at
+0.01) and the query accuracy counts; the best validation checkpoint is kept. Its test evaluation
+is the same few-shot fit on the test classes: "pre-trained features + a new linear head".
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from fsbench.data.store import ArrayStore, Episode
+from fsbench.methods.base import Method
+from fsbench.methods.linear_head import fit_linear_head
+from fsbench.models import build_backbone
+
+
+class Pretrain(Method):
+    """A backbone with a linear head over the training split's classes, trained by epochs."""
+
+    name = "pretrain"
+    eval_settings = ("way", "shot", "query", "episodes", "test_inner_steps")
+
+    def __init__(self, settings: dict, example_shape: tuple[int, ...], num_classes: int) -> None:
+        super().__init__(settings, example_shape, num_classes)
+        self.model = build_backbone(settings, example_shape, num_classes=num_classes)
+        self.steps_per_epoch = 1
+        self._order: torch.Tensor | None = None  # this epoch's permutation of the training split
+
+    # -- schedule by epochs -----------------------------------------------------------------
+    def prepare(self, store: ArrayStore) -> None:
+        self.steps_per_epoch = max(1, math.ceil(len(store) / int(self.settings["batch_size"])))
+
+    def iterations(self, store: ArrayStore) -> int:
+        self.prepare(store)
+        return int(self.settings["epochs"]) * self.steps_per_epoch
+
+    def eval_interval(self) -> int:
+        return int(self.settings.get("eval_every") or 0) * self.steps_per_epoch  # epochs
+
+    def make_optimizer(self):
+        s = self.settings
+        opt = torch.optim.SGD(
+            self.model.parameters(),
+            lr=s["lr"],
+            momentum=s["momentum"],
+            nesterov=s["momentum"] > 0,
+            weight_decay=s["weight_decay"],
+        )
+        step = int(s.get("lr_step") or 0) * self.steps_per_epoch  # lr_step counts epochs here
+        if step > 0:
+            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=step, gamma=s["lr_gamma"])
+        else:
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+        return opt, sched
+
+    def sample_train(self, store: ArrayStore, generator: torch.Generator, iteration: int):
+        """The next minibatch of this epoch's shuffled order (the last one may be smaller)."""
+        b = int(self.settings["batch_size"])
+        pos = iteration % self.steps_per_epoch
+        if pos == 0 or self._order is None:
+            self._order = torch.randperm(len(store), generator=generator, device=store.device)
+        return store.take(self._order[pos * b : (pos + 1) * b])
+
+    def extra_state(self) -> dict:
+        return {"order": self._order}
+
+    def load_extra_state(self, state: dict) -> None:
+        self._order = state.get("order")
+
+    def train_loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        x, y = batch
+        logits = self.model(x)
+        loss = F.cross_entropy(logits, y)
+        return loss, {"loss": loss.detach(), "accuracy": (logits.argmax(1) == y).float().mean()}
+
+    def check(self, store: ArrayStore, split: str) -> None:
+        if split not in ("train", "trainval"):
+            s = self.settings
+            store.check_episode(s["way"], s["shot"], s["query"])
+
+    # -- few-shot evaluation: a new linear head per task ------------------------------------
+    def episode_accuracies(self, episode: Episode) -> torch.Tensor:
+        s = self.settings
+        out = []
+        with torch.no_grad():
+            for b in range(episode.support_x.shape[0]):
+                zs = self.model.embed(episode.support_x[b])
+                zq = self.model.embed(episode.query_x[b])
+                w = zs.new_zeros(episode.way, zs.shape[1])
+                w, bias = fit_linear_head(
+                    w,
+                    zs.new_zeros(episode.way),
+                    zs,
+                    episode.support_y[b],
+                    int(s["test_inner_steps"]),
+                    float(s["inner_lr"]),
+                )
+                logits = F.linear(zq.float(), w, bias)
+                out.append((logits.argmax(1) == episode.query_y[b]).float().mean())
+        return torch.stack(out)
