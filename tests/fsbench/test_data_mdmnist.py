@@ -156,3 +156,20 @@ def test_wrong_shapes_name_the_file(tmp_path, images, names, message):
     with pytest.raises(FsbenchError, match=message) as info:
         load_split("doubled", "train", path=tmp_path)
     assert "train.h5" in str(info.value)
+
+
+def test_resize_at_load_is_recorded(tiny_doublemnist):
+    store = tiny_doublemnist.load("test", resize=32)
+    full = tiny_doublemnist.load("test")
+    assert store.example_shape == (1, 32, 32) and store.data.dtype == torch.uint8
+    assert torch.equal(store.labels, full.labels) and store.class_names == full.class_names
+    facts = describe_split("doublemnist", "test", store)
+    assert facts["resized"] == "32x32 from 64x64 (bilinear, antialias)"
+    # antialiased: the digits' ink is kept (mean brightness within 1%), not aliased away
+    assert abs(store.data.float().mean() / full.data.float().mean() - 1) < 0.01
+    expect = torch.nn.functional.interpolate(
+        full.data.float(), size=(32, 32), mode="bilinear", antialias=True
+    )
+    assert torch.equal(store.data, expect.round().clamp(0, 255).to(torch.uint8))
+    with pytest.raises(FsbenchError, match="resize"):
+        tiny_doublemnist.load("test", resize=0)

@@ -29,8 +29,15 @@ def test_canonical_names_and_aliases():
         "mnist1d",
         "mnist1d-shuffled",
         "omniglot",
+        "miniimagenet",
+        "fc100",
     ]
-    assert ALIASES == {"doubled": "doublemnist", "tripled": "triplemnist"}
+    assert ALIASES == {
+        "doubled": "doublemnist",
+        "tripled": "triplemnist",
+        "mini": "miniimagenet",
+        "mini-imagenet": "miniimagenet",
+    }
     for name in DATASETS:
         assert resolve_dataset(name) == name
     assert resolve_dataset("doubled") == "doublemnist"

@@ -116,3 +116,23 @@ def test_protonet_table_trains_each_training_setting_once(
     assert "Warning: the full Omniglot" in result.output  # the fallback is said, on stderr
     again = CliRunner().invoke(main, [*args, "--out", str(out), "--threads", "1"])
     assert again.exit_code == 0 and again.output.count("kept the earlier result") == 4
+
+
+def test_mtl_ablation_plan_pretrains_once_per_dataset_and_waits_for_it(tmp_path):
+    from fsbench.engine.reproduce import plan_table
+
+    plan = plan_table(TABLES["mtl-ablation"], tmp_path, quick=True, overrides={"iterations": 3})
+    assert len(plan) == 40
+    for ds in ("doublemnist", "triplemnist"):
+        pre = [p for p in plan if p.cell.method == "pretrain" and p.cell.dataset == ds]
+        # one training (validation is 5-way 1-shot whatever the cell), three evaluations
+        assert [p.action for p in pre] == ["train", "eval", "eval", "eval"]
+        assert all(p.trained_in == pre[0].out for p in pre[1:])
+        # --iterations is for the other cells: pre-training keeps its epochs
+        assert pre[0].settings["epochs"] == 3 and pre[0].settings["iterations"] != 3
+        mtl = [p for p in plan if p.cell.method == "mtl" and p.cell.dataset == ds]
+        assert len(mtl) == 12 and all(p.needs == pre[0].out for p in mtl)
+        assert all(p.settings["pretrained"] == str(pre[0].out) for p in mtl)
+        assert {p.settings["mtl_mode"] for p in mtl} == {"ss", "ft"}
+        assert sum(p.settings["hard_tasks"] for p in mtl) == 4
+    assert len({p.out for p in plan}) == 40  # every cell has its own folder

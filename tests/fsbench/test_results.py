@@ -7,7 +7,14 @@ import json
 import pandas as pd
 from fsbench.presets import TABLES
 from fsbench.results import MetricsLog, read_metrics, write_json
-from fsbench.tables import load_results, pivot_frame, results_frame, to_markdown, write_tables
+from fsbench.tables import (
+    load_results,
+    match_cells,
+    pivot_frame,
+    results_frame,
+    to_markdown,
+    write_tables,
+)
 
 
 def fake(method, dataset, acc, seed, way=None, shot=None):
@@ -46,7 +53,8 @@ def test_tables_from_result_dirs(tmp_path):
     assert cnn["ci95_%"] == round(1.96 * (2**0.5) / 2**0.5, 2) and "seeds" in cnn["ci95_method"]
     md = to_markdown(df)
     assert md.splitlines()[0].startswith("| method | dataset |") and "| 94 |" in md
-    grid = pivot_frame(TABLES["mnist1d"], df)
+    results = load_results([tmp_path])
+    grid = pivot_frame(TABLES["mnist1d"], match_cells(TABLES["mnist1d"], results))
     assert list(grid.columns) == ["dataset", "Logistic regression", "MLP", "CNN", "GRU"]
     assert grid.iloc[0]["CNN"] == "94.0 ± 2.0 (94)"
     assert grid.iloc[1]["GRU"] == "55.0 ± 1.0 (57)"
@@ -106,6 +114,7 @@ def test_no_published_number_for_data_that_is_not_the_published_set():
     row = df.iloc[0]
     assert row["published_%"] is None or pd.isna(row["published_%"])
     assert row["dataset"] == "Omniglot (small background sets, alphabet-disjoint)"
-    grid = pivot_frame(TABLES["protonet-omniglot"], df)
+    spec = TABLES["protonet-omniglot"]
+    grid = pivot_frame(spec, match_cells(spec, [r]))
     assert grid.iloc[0]["dataset"] == "Omniglot (small background sets, alphabet-disjoint)"
     assert grid.iloc[0]["5-way 1-shot"] == "90.0 ± 1.0"  # nothing in brackets

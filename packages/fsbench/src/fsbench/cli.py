@@ -16,7 +16,7 @@ import click
 
 from fsbench.errors import FsbenchError
 from fsbench.methods import DESCRIPTIONS, METHODS
-from fsbench.presets import CHOICES, MDMNIST_DATASETS, TABLES
+from fsbench.presets import CHOICES, MDMNIST_DATASETS, NATURAL_DATASETS, TABLES
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -85,13 +85,15 @@ def _data_options(name: str, dataset_dir: Path | None, download: bool) -> dict:
     """Data-layer options for --dataset-dir and --download; the source format is detected."""
     options: dict = {}
     if download:
-        if name != "omniglot":
-            raise FsbenchError(f"--download applies to omniglot only, not {name}")
+        if name not in ("omniglot", "fc100"):
+            raise FsbenchError(f"--download applies to omniglot and fc100, not {name}")
         options["download"] = True
     if dataset_dir is None:
         return options
     if name == "omniglot":
         options["omniglot_dir"] = str(dataset_dir)
+    elif name in NATURAL_DATASETS:
+        options["path"] = str(dataset_dir)
     elif name in MDMNIST_DATASETS:
         if (dataset_dir / "train.h5").is_file():
             options.update(path=str(dataset_dir), source="hdf5")
@@ -103,7 +105,7 @@ def _data_options(name: str, dataset_dir: Path | None, download: bool) -> dict:
                 "train/ PNG tree"
             )
     else:
-        raise FsbenchError(f"--dataset-dir applies to {', '.join(MDMNIST_DATASETS)} and omniglot")
+        raise FsbenchError(f"--dataset-dir does not apply to {name} (it is generated)")
     return options
 
 
@@ -230,6 +232,12 @@ def _run_options(func):
             type=POS,
             help="doublemnist/triplemnist: images per class to generate/load",
         ),
+        click.option(
+            "--resize",
+            type=POS,
+            help="image datasets: resize every image to NxN at load (bilinear, antialias); "
+            "a recorded deviation",
+        ),
         click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
         click.option(
             "--precision",
@@ -328,6 +336,7 @@ def _run(method: str, dataset: str, opts: dict) -> None:
     name = _dataset(dataset)
     images = opts.pop("images_per_class")
     split = opts.pop("omniglot_split")
+    resize = opts.pop("resize")
     data_options = _data_options(name, opts.pop("dataset_dir"), opts.pop("download"))
     overrides = {
         k: opts.pop(k)
@@ -344,10 +353,14 @@ def _run(method: str, dataset: str, opts: dict) -> None:
         if name != "omniglot":
             raise FsbenchError(f"--omniglot-split applies to omniglot only, not {name}")
         data_options["omniglot_split"] = split
+    if resize is not None:
+        if name not in MDMNIST_DATASETS + NATURAL_DATASETS + ("omniglot",):
+            raise FsbenchError(f"--resize applies to image datasets, not {name}")
+        data_options["resize"] = resize
     if data_options:
         overrides["data_options"] = data_options
     settings = resolve_settings(method, name, overrides)
-    if name in MDMNIST_DATASETS or name == "omniglot":
+    if name in MDMNIST_DATASETS + NATURAL_DATASETS or name == "omniglot":
         settings["data_options"].setdefault("progress", not opts["quiet"])
     default = f"{method}_{name}_{settings['way']}w{settings['shot']}s_seed{settings['seed']}"
     if method == "pretrain":
@@ -515,8 +528,12 @@ def reproduce(
             f"in {res['wall_seconds']:.1f} s ({how})"
         )
     results = [p.result for p in plan if p.result is not None]
+    by_cell: dict[str, list[dict]] = {}
+    for p in plan:
+        if p.result is not None:
+            by_cell.setdefault(p.cell.name, []).append(p.result)
     df = results_frame(results)
-    grid = pivot_frame(spec, df)
+    grid = pivot_frame(spec, by_cell)
     write_tables(df, out, "table")
     write_tables(grid, out, "table_source_layout")
     minutes = (time.perf_counter() - t0) / 60
@@ -660,7 +677,10 @@ def list_() -> None:
     )
     for m in METHODS:
         for d in MNIST1D_DATASETS if m in CLASSIFIER_METHODS else IMAGE_DATASETS:
-            p = preset_for(m, d)
+            try:
+                p = preset_for(m, d)
+            except FsbenchError:  # no preset for this pair
+                continue
             s = p.settings
             shown_ = ", ".join(f"{k}={s[k]}" for k in keys if k in s)
             click.echo(f"  {m} / {d}: {shown_}")

@@ -22,7 +22,8 @@ MAML_METHODS = ("maml", "fomaml")
 CLASSIFIER_METHODS = ("logreg", "mlp", "cnn", "gru")
 MDMNIST_DATASETS = ("doublemnist", "triplemnist")
 MNIST1D_DATASETS = ("mnist1d", "mnist1d-shuffled")
-IMAGE_DATASETS = (*MDMNIST_DATASETS, "omniglot")
+NATURAL_DATASETS = ("miniimagenet", "fc100")  # the user's files (MTL's benchmarks)
+IMAGE_DATASETS = (*MDMNIST_DATASETS, "omniglot", *NATURAL_DATASETS)
 
 # Where the published numbers and protocols come from, named so that a user can look them up.
 SOURCES: dict[str, str] = {
@@ -71,7 +72,8 @@ BASE: dict = {
     "train_split": "train",
     "eval_every": 0,
     "eval_episodes": 50,
-    "val_way": None,  # classes per validation episode; None: the test way (shot: training shot)
+    "val_way": None,  # classes per validation episode; None: the test way
+    "val_shot": None,  # support examples per class in validation; None: the training shot
     "select": "last",  # which model is tested: the last one, or the best on validation
     "checkpoint_every": 1000,
     "maml_exec": "auto",
@@ -329,6 +331,7 @@ def _pretrain(dataset: str) -> Preset:
             "eval_every": 1,
             "eval_episodes": 600,
             "val_way": 5,
+            "val_shot": 1,
             "select": "best-val",
             "inner_lr": 0.01,
             "test_inner_steps": 100,
@@ -408,6 +411,11 @@ def preset_for(method: str, dataset: str) -> Preset:
         raise FsbenchError(
             f"method {method!r} needs an image dataset ({', '.join(IMAGE_DATASETS)}); "
             f"MNIST-1D goes with {', '.join(CLASSIFIER_METHODS)}"
+        )
+    if dataset in NATURAL_DATASETS and method not in ("pretrain", "mtl"):
+        raise FsbenchError(
+            f"no preset for {method} on {dataset} yet: its presets are pretrain and mtl "
+            "(Meta-Transfer Learning's benchmarks)"
         )
     if method == "protonet":
         return _protonet(dataset)
@@ -561,6 +569,11 @@ PUBLISHED: dict[tuple, float] = {
     ("maml", "omniglot", 5, 5): 99.9,
     ("maml", "omniglot", 20, 1): 95.8,
     ("maml", "omniglot", 20, 5): 98.9,
+    # Sun et al. 2019: Meta-Transfer Learning (5-way 1-shot / 5-shot)
+    ("mtl", "miniimagenet", 5, 1): 60.2,
+    ("mtl", "miniimagenet", 5, 5): 74.3,
+    ("mtl", "fc100", 5, 1): 43.6,
+    ("mtl", "fc100", 5, 5): 55.4,
     # Snell et al. 2017: ProtoNets on Omniglot
     ("protonet", "omniglot", 5, 1): 98.8,
     ("protonet", "omniglot", 5, 5): 99.7,
@@ -577,6 +590,8 @@ PUBLISHED: dict[tuple, float] = {
     ("gru", "mnist1d-shuffled", None, None): 57.0,
 }
 PUBLISHED_SOURCE: dict[str, str] = {
+    "miniimagenet": SOURCES["sun"],
+    "fc100": SOURCES["sun"],
     "doublemnist": SOURCES["multidigit"],
     "triplemnist": SOURCES["multidigit"],
     "mnist1d": SOURCES["greydanus"],
@@ -598,22 +613,30 @@ def published_source(method: str, dataset: str) -> str | None:
     return PUBLISHED_SOURCE.get(dataset)
 
 
+# A cell's "pretrained" override naming this is the table's pre-training of the same dataset.
+PRETRAINED_IN_TABLE = "<the table's pretrain run of this dataset>"
+
+
 @dataclass(frozen=True)
 class Cell:
-    """One cell of a source table: a run setting and where it sits in the table."""
+    """One cell of a source table: a run setting and where it sits in the table.
+
+    ``tag`` tells apart cells of one method that differ in other settings (its folder name).
+    """
 
     method: str
     dataset: str
     row: str
     column: str
     overrides: dict = field(default_factory=dict)
+    tag: str = ""
 
     @property
     def name(self) -> str:
         extra = "-".join(
             f"{k}{v}" for k, v in sorted(self.overrides.items()) if k in ("way", "shot")
         )
-        return "-".join(x for x in (self.method, self.dataset, extra) if x)
+        return "-".join(x for x in (self.method + self.tag, self.dataset, extra) if x)
 
 
 @dataclass(frozen=True)
@@ -627,6 +650,8 @@ class TableSpec:
     quick_seeds: tuple[int, ...]
     quick_overrides: dict
     quick_note: str
+    rows_are: str = "dataset"  # what the rows of the source layout name
+    quick_by_method: dict = field(default_factory=dict)  # --quick values of one method only
 
 
 def _ws(way: int, shot: int) -> dict:
@@ -634,6 +659,8 @@ def _ws(way: int, shot: int) -> dict:
 
 
 WAY_SHOTS = ((5, 1), (5, 5), (20, 1), (20, 5))
+MTL_SS = {"mtl_mode": "ss", "pretrained": PRETRAINED_IN_TABLE}
+MTL_FT = {"mtl_mode": "ft", "pretrained": PRETRAINED_IN_TABLE}
 
 TABLES: dict[str, TableSpec] = {
     "multidigit-maml": TableSpec(
@@ -683,6 +710,49 @@ TABLES: dict[str, TableSpec] = {
         quick_note="quick: 200 training episodes of 20-way, 32 filters, validation every 50 "
         "episodes, 100 test episodes (published: 10,000 episodes of 60-way, 64 filters, 1,000 "
         "test episodes)",
+    ),
+    "mtl-ablation": TableSpec(
+        "mtl-ablation",
+        f"{SOURCES['sun']}: the ablation of Meta-Transfer Learning (pre-training, fine-tuning "
+        "everything, scaling/shifting, hard tasks; MAML from scratch), on Multi-digit MNIST",
+        tuple(
+            Cell(method, ds, row, f"{label} {w}w{s}s", {**extra, **_ws(w, s)}, tag)
+            for method, tag, row, extra in (
+                ("pretrain", "", "(a) pre-trained + new linear head", {}),
+                ("mtl", "-ft", "(b) fine-tune everything (FT)", MTL_FT),
+                ("mtl", "-ss", "(c) scaling/shifting (SS)", MTL_SS),
+                ("mtl", "-ssht", "(d) SS + hard tasks (HT)", {**MTL_SS, "hard_tasks": True}),
+                ("maml", "", "(e) MAML from scratch (Conv-4)", {}),
+            )
+            for ds, label in (("doublemnist", "Double"), ("triplemnist", "Triple"))
+            for w, s in WAY_SHOTS
+        ),
+        seeds=(0,),
+        quick_seeds=(0,),
+        quick_overrides={
+            "query": 10,
+            "train_query": 5,
+            "episodes": 100,
+            "eval_episodes": 20,
+            "data_options": {"num_image_per_class": 20, "resize": 32},
+        },
+        quick_note="quick: images resized to 32x32, 20 per class; ResNet-12 of widths "
+        "8-16-32-64 pre-trained 3 epochs; 100 MTL iterations of 20 inner steps; 100 MAML "
+        "iterations (meta-batch 4, 16 filters); 5 training and 10 test queries per class, 100 "
+        "test episodes",
+        rows_are="method",
+        quick_by_method={
+            "pretrain": {"widths": [8, 16, 32, 64], "epochs": 3, "batch_size": 64},
+            "mtl": {
+                "widths": [8, 16, 32, 64],
+                "iterations": 100,
+                "inner_steps": 20,
+                "test_inner_steps": 20,
+                "eval_every": 50,
+                "lr_step": 0,
+            },
+            "maml": {"iterations": 100, "meta_batch": 4, "hidden": 16},
+        },
     ),
     "mnist1d": TableSpec(
         "mnist1d",

@@ -63,46 +63,50 @@ def _deviations(run: dict) -> str:
     return ", ".join(f"{d['setting']}={d['value']}" for d in devs) if devs else ""
 
 
+def summarize(runs: list[dict]) -> dict:
+    """One row of seeds of one setting: mean, CI (over seeds when several), published, ..."""
+    runs = sorted(runs, key=lambda r: r.get("seed", 0))
+    first = runs[0]
+    method, dataset, way, shot = _key(first)
+    accs = [100.0 * r["accuracy"] for r in runs]
+    n = len(accs)
+    mean = sum(accs) / n
+    std = math.sqrt(sum((a - mean) ** 2 for a in accs) / (n - 1)) if n > 1 else 0.0
+    ci = 1.96 * std / math.sqrt(n) if n > 1 else 100.0 * first["ci95"]
+    pub = _published(first, method, dataset, way, shot)
+    return {
+        "method": method,
+        "dataset": first.get("dataset_label") or dataset,
+        "way": way if way is not None else first.get("way"),
+        "shot": shot,
+        "ours_%": round(mean, 2),
+        "ci95_%": round(ci, 2),
+        "seed_std_%": round(std, 2),
+        "runs": n,
+        "seeds": " ".join(str(r.get("seed")) for r in runs),
+        "published_%": pub,
+        "diff": round(mean - pub, 2) if pub is not None else None,
+        "iterations": first.get("iterations"),
+        "episodes": first.get("episodes"),
+        "settings": "",
+        "vs_preset": _deviations(first),
+        "ci95_method": SEED_CI if n > 1 else first.get("ci95_method", ""),
+        "device": first.get("device"),
+        "train_s": round(sum(r.get("train_seconds", 0.0) for r in runs), 1),
+        "_dataset": dataset,
+    }
+
+
 def results_frame(results: list[dict]) -> pd.DataFrame:
     """One row per distinct setting, seeds averaged; percentages."""
     groups: dict[tuple, dict[str, list[dict]]] = {}
     for r in results:
         groups.setdefault(_key(r), {}).setdefault(_signature(r), []).append(r)
     rows = []
-    for key, by_settings in groups.items():
-        method, dataset, way, shot = key
+    for by_settings in groups.values():
         labels = _differing(list(by_settings)) if len(by_settings) > 1 else [""]
         for label, runs in zip(labels, by_settings.values(), strict=True):
-            runs = sorted(runs, key=lambda r: r.get("seed", 0))
-            accs = [100.0 * r["accuracy"] for r in runs]
-            n = len(accs)
-            mean = sum(accs) / n
-            std = math.sqrt(sum((a - mean) ** 2 for a in accs) / (n - 1)) if n > 1 else 0.0
-            ci = 1.96 * std / math.sqrt(n) if n > 1 else 100.0 * runs[0]["ci95"]
-            pub = _published(runs[0], method, dataset, way, shot)
-            rows.append(
-                {
-                    "method": method,
-                    "dataset": runs[0].get("dataset_label") or dataset,
-                    "way": way if way is not None else runs[0].get("way"),
-                    "shot": shot,
-                    "ours_%": round(mean, 2),
-                    "ci95_%": round(ci, 2),
-                    "seed_std_%": round(std, 2),
-                    "runs": n,
-                    "seeds": " ".join(str(r.get("seed")) for r in runs),
-                    "published_%": pub,
-                    "diff": round(mean - pub, 2) if pub is not None else None,
-                    "iterations": runs[0].get("iterations"),
-                    "episodes": runs[0].get("episodes"),
-                    "settings": label,
-                    "vs_preset": _deviations(runs[0]),
-                    "ci95_method": SEED_CI if n > 1 else runs[0].get("ci95_method", ""),
-                    "device": runs[0].get("device"),
-                    "train_s": round(sum(r.get("train_seconds", 0.0) for r in runs), 1),
-                    "_dataset": dataset,
-                }
-            )
+            rows.append({**summarize(runs), "settings": label})
     df = pd.DataFrame(rows)
     if not df.empty:
         df = df.sort_values(
@@ -148,8 +152,24 @@ def to_markdown(df: pd.DataFrame) -> str:
 DEVIATION_MARK = "*"
 
 
-def pivot_frame(spec: TableSpec, df: pd.DataFrame) -> pd.DataFrame:
-    """The source table's layout, each cell 'ours ± ci (published)'.
+def match_cells(spec: TableSpec, results: list[dict]) -> dict[str, list[dict]]:
+    """The results of each cell of ``spec`` (by method, dataset and the cell's own settings)."""
+    out: dict[str, list[dict]] = {}
+    for cell in spec.cells:
+        for r in results:
+            settings = r.get("settings") or {}
+            if (r.get("method"), r.get("dataset")) != (cell.method, cell.dataset):
+                continue
+            own = {k: v for k, v in cell.overrides.items() if k != "pretrained"}
+            if cell.method not in CLASSIFIER_METHODS:
+                own.setdefault("way", r.get("way"))
+            if all(settings.get(k, r.get(k)) == v for k, v in own.items()):
+                out.setdefault(cell.name, []).append(r)
+    return out
+
+
+def pivot_frame(spec: TableSpec, by_cell: dict[str, list[dict]]) -> pd.DataFrame:
+    """The source table's layout, each cell 'ours ± ci (published)' from that cell's runs.
 
     A cell whose run differs from the preset is marked with '*'; a row whose data differ from the
     published protocol's is labelled with what it is and shows no published number.
@@ -159,28 +179,24 @@ def pivot_frame(spec: TableSpec, df: pd.DataFrame) -> pd.DataFrame:
     grid = pd.DataFrame("-", index=rows, columns=cols)
     labels = {r: r for r in rows}
     for cell in spec.cells:
-        way = cell.overrides.get("way")
-        shot = cell.overrides.get("shot")
-        match = df
-        if not df.empty:
-            match = df[(df["method"] == cell.method) & (df["_dataset"] == cell.dataset)]
-            if cell.method not in CLASSIFIER_METHODS:
-                match = match[(match["way"] == way) & (match["shot"] == shot)]
-        pub = published(cell.method, cell.dataset, way, shot)
-        if match.empty:
+        runs = by_cell.get(cell.name) or []
+        pub = published(
+            cell.method, cell.dataset, cell.overrides.get("way"), cell.overrides.get("shot")
+        )
+        if not runs:
             grid.loc[cell.row, cell.column] = f"- ({pub:g})" if pub is not None else "-"
             continue
-        r = match.iloc[0]
-        if r["dataset"] != cell.dataset:  # a label for data that is not the published set
-            labels[cell.row] = r["dataset"]
+        r = summarize(runs)
+        if spec.rows_are == "dataset" and r["dataset"] != cell.dataset:
+            labels[cell.row] = r["dataset"]  # a label for data that is not the published set
         pub = r["published_%"]
-        mark = DEVIATION_MARK if r.get("vs_preset") else ""
+        mark = DEVIATION_MARK if r["vs_preset"] else ""
         text = f"{r['ours_%']:.1f} ± {r['ci95_%']:.1f}{mark}"
         if pub is not None and not (isinstance(pub, float) and math.isnan(pub)):
             text += f" ({pub:g})"
         grid.loc[cell.row, cell.column] = text
     grid.index = [labels[r] for r in rows]
-    grid.index.name = "dataset"
+    grid.index.name = spec.rows_are
     return grid.reset_index()
 
 

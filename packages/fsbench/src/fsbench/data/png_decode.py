@@ -51,8 +51,11 @@ def decode_pngs(
     invert: bool = False,
     workers: int | None = None,
     progress: str | None = None,
+    mode: str = "L",
 ) -> np.ndarray:
-    """Decode ``sources`` as greyscale into a uint8 array [N, H, W].
+    """Decode ``sources`` (PNG, JPEG: anything Pillow reads) into a uint8 array [N, H, W].
+
+    ``mode="RGB"`` gives [N, H, W, 3] colour images instead of greyscale.
 
     With ``size=None`` every image must have the shape of the first one; otherwise each is
     resized to ``size`` (height, width) with ``resample`` ("lanczos" or "bilinear").
@@ -66,7 +69,8 @@ def decode_pngs(
         target, resize = (probe_shape(sources[0]) if n else (0, 0)), False
     else:
         target, resize = size, True
-    out = np.empty((n, *target), dtype=np.uint8)
+    channels = (3,) if mode == "RGB" else ()
+    out = np.empty((n, *target, *channels), dtype=np.uint8)
     method = RESAMPLE[resample]
 
     def decode_range(lo: int, hi: int) -> None:
@@ -74,13 +78,13 @@ def decode_pngs(
             src = sources[i]
             try:
                 with _open(src) as im:
-                    im = im.convert("L")
+                    im = im.convert(mode)
                     if resize and (im.size[1], im.size[0]) != target:
                         im = im.resize((target[1], target[0]), resample=method)
                     arr = np.asarray(im)
             except (OSError, UnidentifiedImageError, ValueError) as e:
                 raise FsbenchError(f"cannot decode image {_name(src)}: {e}") from None
-            if arr.shape != target:
+            if arr.shape[:2] != tuple(target):
                 raise FsbenchError(
                     f"image {_name(src)} is {arr.shape[0]}x{arr.shape[1]} but the others are "
                     f"{target[0]}x{target[1]}; all images of a split must share one size"

@@ -30,7 +30,20 @@ DATASETS: dict[str, str] = {
     "as classes) or cbfinn's (MAML: rotated per task); offline, the small background sets split "
     "by alphabet",
 }
-ALIASES: dict[str, str] = {"doubled": "doublemnist", "tripled": "triplemnist"}
+DATASETS["miniimagenet"] = (
+    "miniImageNet: 100 ImageNet classes (64/16/20, Ravi & Larochelle), 84x84 RGB, from the "
+    "user's pickle cache, csv + images, or class folders (no public download)"
+)
+DATASETS["fc100"] = (
+    "FC100: CIFAR-100 split by superclass (12/4/4, TADAM), 32x32 RGB, from the CIFAR-100 "
+    "python archive (downloaded with --download)"
+)
+ALIASES: dict[str, str] = {
+    "doubled": "doublemnist",
+    "tripled": "triplemnist",
+    "mini": "miniimagenet",
+    "mini-imagenet": "miniimagenet",
+}
 SPLITS = ("train", "val", "test", "trainval")  # trainval: train + val, for final training
 
 # Options each dataset accepts beyond the common ones, with their defaults.
@@ -52,6 +65,10 @@ OPTIONS: dict[str, dict[str, Any]] = {
     },
 }
 OPTIONS["triplemnist"] = dict(OPTIONS["doublemnist"])
+OPTIONS["miniimagenet"] = {"path": None, "progress": True}
+OPTIONS["fc100"] = {"path": None, "download": False, "progress": True}
+for _name in ("doublemnist", "triplemnist", "omniglot", "miniimagenet", "fc100"):
+    OPTIONS[_name]["resize"] = None  # an image size to resize to at load (see ``resized``)
 
 
 def resolve_dataset(name: str) -> str:
@@ -113,6 +130,7 @@ def load_split(
     dev = _device(device)
     if split == "trainval":
         return _trainval(canonical, root, dev, seed, opts)
+    resize = opts.pop("resize", None)
     if canonical in ("doublemnist", "triplemnist"):
         from fsbench.data.mdmnist_source import load_mdmnist
 
@@ -123,12 +141,52 @@ def load_split(
 
         shuffled = canonical == "mnist1d-shuffled"
         store = load_mnist1d(split, shuffled=shuffled, data_root=root, device=dev, seed=seed)
+    elif canonical == "miniimagenet":
+        from fsbench.data.miniimagenet import load_miniimagenet
+
+        store = load_miniimagenet(split, data_root=root, device=dev, **opts)
+    elif canonical == "fc100":
+        from fsbench.data.fc100 import load_fc100
+
+        store = load_fc100(split, data_root=root, device=dev, **opts)
     else:
         from fsbench.data.omniglot import load_omniglot
 
         store = load_omniglot(split, data_root=root, device=dev, seed=seed, **opts)
     store.meta = {"dataset": canonical, "split": split, **store.meta}
-    return store
+    return resized(store, resize) if resize is not None else store
+
+
+def resized(store: ArrayStore, size: int) -> ArrayStore:
+    """The split with its images resized to size x size (bilinear with antialiasing, uint8).
+
+    A stated, recorded rule for running image models on other sizes than the data's own (e.g.
+    a short CPU run on downscaled images); result.json's data description carries it.
+    """
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise FsbenchError(f"resize must be an integer >= 1, got {size!r}")
+    data = store.data
+    if data.dtype != torch.uint8 or data.ndim != 4:
+        raise FsbenchError("resize applies to image datasets (uint8 [N, C, H, W])")
+    out = torch.empty((len(data), data.shape[1], size, size), dtype=torch.uint8)
+    for lo in range(0, len(data), 4096):
+        chunk = data[lo : lo + 4096].float()
+        small = torch.nn.functional.interpolate(
+            chunk, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
+        out[lo : lo + 4096] = small.round_().clamp_(0, 255).to(torch.uint8).cpu()
+    meta = {
+        **store.meta,
+        "resized": f"{size}x{size} from {data.shape[2]}x{data.shape[3]} (bilinear, antialias)",
+    }
+    return ArrayStore(
+        out,
+        store.labels,
+        store.class_names,
+        store.device,
+        meta=meta,
+        rotate_classes=store.rotate_classes,
+    )
 
 
 def _trainval(name: str, root: Path, dev: torch.device, seed: int, opts: dict) -> ArrayStore:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fsbench.engine.evaluate import evaluate_run
@@ -25,6 +25,7 @@ from fsbench.errors import FsbenchError
 from fsbench.methods import METHODS
 from fsbench.presets import (
     IMAGE_DATASETS,
+    PRETRAINED_IN_TABLE,
     Cell,
     TableSpec,
     differences,
@@ -44,6 +45,7 @@ class PlannedCell:
     out: Path
     action: str  # "keep", "train", "resume" or "eval"
     trained_in: Path | None = None  # for "eval": the folder of the shared training
+    needs: Path | None = None  # a training that must finish first (MTL: its pre-training)
     result: dict | None = None
 
     @property
@@ -60,12 +62,15 @@ def cell_settings(
     jobs: int,
     progress: bool = False,
 ) -> dict:
-    """The settings of one cell: the preset, the cell's way/shot, --quick, then the flags."""
+    """The settings of one cell: the preset, the cell's own, --quick, then the flags."""
     given = dict(cell.overrides)
     if quick:
         given.update({k: v for k, v in spec.quick_overrides.items() if k != "data_options"})
+        given.update(spec.quick_by_method.get(cell.method, {}))
         given["data_options"] = dict(spec.quick_overrides.get("data_options", {}))
     given.update({k: v for k, v in overrides.items() if v is not None})
+    if cell.method == "pretrain":
+        given.pop("iterations", None)  # pre-training counts epochs (--iterations is for the rest)
     given["seed"] = seed
     settings = resolve_settings(cell.method, cell.dataset, given)
     if jobs > 1 and not settings["threads"]:
@@ -130,9 +135,14 @@ def plan_table(
     trainers: dict[str, PlannedCell] = {}
     for cell in spec.cells:
         for seed in seeds:
+            needs = None
+            if cell.overrides.get("pretrained") == PRETRAINED_IN_TABLE:
+                source = _pretraining(spec, cell, out, seed)
+                cell = replace(cell, overrides={**cell.overrides, "pretrained": str(source)})
+                needs = source
             settings = cell_settings(spec, cell, seed, quick, overrides or {}, jobs, progress)
             folder = Path(out) / cell.name / f"seed{seed}"
-            item = PlannedCell(cell, seed, settings, folder, "train")
+            item = PlannedCell(cell, seed, settings, folder, "train", needs=needs)
             item.action, item.result = _existing(folder, settings, overwrite, item.label)
             key = training_key(settings)
             if item.action != "keep" and key in trainers:
@@ -140,6 +150,14 @@ def plan_table(
             trainers.setdefault(key, item)
             plan.append(item)
     return plan
+
+
+def _pretraining(spec: TableSpec, cell: Cell, out: Path, seed: int) -> Path:
+    """The folder of the table's pre-training of ``cell``'s dataset (its first pretrain cell)."""
+    for other in spec.cells:
+        if other.method == "pretrain" and other.dataset == cell.dataset:
+            return Path(out) / other.name / f"seed{seed}"
+    raise ValueError(f"table {spec.name} has no pretrain cell for {cell.dataset}")
 
 
 def run_plan(
@@ -156,23 +174,33 @@ def run_plan(
         if item.action == "keep":
             echo(f"{item.label} kept the earlier result (same settings)")
             yield item
-    trainings = [p for p in plan if p.action in ("train", "resume")]
-    cells = [
-        CellJob(
-            p.settings,
-            p.out,
-            data_root,
-            device,
-            quiet=quiet or jobs > 1,
-            resume=p.action == "resume",
-        )
-        for p in trainings
-    ]
-    if jobs > 1 and len(cells) > 1:
-        prepare_data(cells)  # generate each dataset once, not once per worker
-    for k, res in run_jobs(cells, jobs):
-        trainings[k].result = res
-        yield trainings[k]
+    pending = [p for p in plan if p.action in ("train", "resume")]
+    waiting_for = {p.out for p in pending}
+    first = True
+    while pending:  # waves: a training starts once the training it needs has finished
+        wave = [p for p in pending if p.needs is None or p.needs not in waiting_for]
+        if not wave:
+            raise FsbenchError(f"{pending[0].label} waits for {pending[0].needs}, which never runs")
+        cells = [
+            CellJob(
+                p.settings,
+                p.out,
+                data_root,
+                device,
+                quiet=quiet or jobs > 1,
+                resume=p.action == "resume",
+            )
+            for p in wave
+        ]
+        if first and jobs > 1 and len(cells) > 1:
+            prepare_data(cells)  # generate each dataset once, not once per worker
+        first = False
+        for k, res in run_jobs(cells, jobs):
+            wave[k].result = res
+            yield wave[k]
+        done = {p.out for p in wave}
+        waiting_for -= done
+        pending = [p for p in pending if p.out not in done]
     for item in plan:
         if item.action != "eval":
             continue

@@ -225,7 +225,7 @@ def train(
                 vgen,
                 int(settings["eval_episodes"]),
                 way=settings.get("val_way") or settings.get("way"),
-                shot=settings.get("train_shot"),
+                shot=settings.get("val_shot") or settings.get("train_shot"),
             )
         method.model.train()
         log_file.write({"iteration": done, "val_accuracy": res.accuracy, "val_ci95": res.ci95})

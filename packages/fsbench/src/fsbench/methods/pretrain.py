@@ -25,7 +25,17 @@ class Pretrain(Method):
     """A backbone with a linear head over the training split's classes, trained by epochs."""
 
     name = "pretrain"
-    eval_settings = ("way", "shot", "query", "episodes", "test_inner_steps")
+    # what only the test reads (train_* are unused: the training is plain classification)
+    eval_settings = (
+        "way",
+        "shot",
+        "query",
+        "episodes",
+        "test_inner_steps",
+        "train_way",
+        "train_shot",
+        "train_query",
+    )
 
     def __init__(self, settings: dict, example_shape: tuple[int, ...], num_classes: int) -> None:
         super().__init__(settings, example_shape, num_classes)
