@@ -135,4 +135,7 @@ def test_mtl_ablation_plan_pretrains_once_per_dataset_and_waits_for_it(tmp_path)
         assert all(p.settings["pretrained"] == str(pre[0].out) for p in mtl)
         assert {p.settings["mtl_mode"] for p in mtl} == {"ss", "ft"}
         assert sum(p.settings["hard_tasks"] for p in mtl) == 4
+        # DoubleMNIST's 16 validation classes cannot validate 20-way: the cell says so and wins
+        no_val = {p.settings["way"] for p in mtl if p.settings["eval_every"] == 0}
+        assert no_val == ({20} if ds == "doublemnist" else set())
     assert len({p.out for p in plan}) == 40  # every cell has its own folder

@@ -660,6 +660,15 @@ def _ws(way: int, shot: int) -> dict:
 
 WAY_SHOTS = ((5, 1), (5, 5), (20, 1), (20, 5))
 MTL_SS = {"mtl_mode": "ss", "pretrained": PRETRAINED_IN_TABLE}
+
+
+def _no_val(method: str, dataset: str, way: int) -> dict:
+    """DoubleMNIST's 16 validation classes cannot make 20-way tasks: MTL tests its last model."""
+    if method == "mtl" and dataset == "doublemnist" and way > 16:
+        return {"eval_every": 0, "select": "last"}
+    return {}
+
+
 MTL_FT = {"mtl_mode": "ft", "pretrained": PRETRAINED_IN_TABLE}
 
 TABLES: dict[str, TableSpec] = {
@@ -716,7 +725,14 @@ TABLES: dict[str, TableSpec] = {
         f"{SOURCES['sun']}: the ablation of Meta-Transfer Learning (pre-training, fine-tuning "
         "everything, scaling/shifting, hard tasks; MAML from scratch), on Multi-digit MNIST",
         tuple(
-            Cell(method, ds, row, f"{label} {w}w{s}s", {**extra, **_ws(w, s)}, tag)
+            Cell(
+                method,
+                ds,
+                row,
+                f"{label} {w}w{s}s",
+                {**extra, **_ws(w, s), **_no_val(method, ds, w)},
+                tag,
+            )
             for method, tag, row, extra in (
                 ("pretrain", "", "(a) pre-trained + new linear head", {}),
                 ("mtl", "-ft", "(b) fine-tune everything (FT)", MTL_FT),
@@ -751,7 +767,7 @@ TABLES: dict[str, TableSpec] = {
                 "eval_every": 50,
                 "lr_step": 0,
             },
-            "maml": {"iterations": 100, "meta_batch": 4, "hidden": 16},
+            "maml": {"iterations": 50, "meta_batch": 2, "hidden": 16},
         },
     ),
     "mnist1d": TableSpec(

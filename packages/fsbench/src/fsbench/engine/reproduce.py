@@ -62,12 +62,13 @@ def cell_settings(
     jobs: int,
     progress: bool = False,
 ) -> dict:
-    """The settings of one cell: the preset, the cell's own, --quick, then the flags."""
-    given = dict(cell.overrides)
+    """The settings of one cell: the preset, --quick, the cell's own values, then the flags."""
+    given: dict = {}
     if quick:
         given.update({k: v for k, v in spec.quick_overrides.items() if k != "data_options"})
         given.update(spec.quick_by_method.get(cell.method, {}))
         given["data_options"] = dict(spec.quick_overrides.get("data_options", {}))
+    given.update(cell.overrides)
     given.update({k: v for k, v in overrides.items() if v is not None})
     if cell.method == "pretrain":
         given.pop("iterations", None)  # pre-training counts epochs (--iterations is for the rest)
