@@ -548,11 +548,18 @@ def _norm(value):
     return float(value)
 
 
+# Settings a method never reads: they can differ without changing what it computes.
+UNUSED: dict[str, tuple[str, ...]] = {
+    "pretrain": ("train_way", "train_shot", "train_query"),  # plain classification
+}
+
+
 def deviations(settings: dict) -> list[dict]:
     """Every semantic setting that differs from the preset, as {setting, value, preset} records."""
     base = preset_defaults(settings["method"], settings["dataset"], settings)
     diff = differences(settings, base)
-    diff.pop("seed", None)
+    for key in ("seed", *UNUSED.get(settings["method"], ())):
+        diff.pop(key, None)
     return [{"setting": k, "value": v[0], "preset": v[1]} for k, v in diff.items()]
 
 
@@ -762,8 +769,6 @@ TABLES: dict[str, TableSpec] = {
             "mtl": {
                 "widths": [8, 16, 32, 64],
                 "iterations": 100,
-                "inner_steps": 20,
-                "test_inner_steps": 20,
                 "eval_every": 50,
                 "lr_step": 0,
             },
