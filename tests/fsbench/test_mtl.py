@@ -192,3 +192,37 @@ def test_a_checkpoint_of_another_backbone_or_image_size(tmp_path):
     with pytest.raises(FsbenchError, match=r"shape \[1, 16, 16\].*\[1, 32, 32\]"):
         run_setting(mtl_settings(pre), tmp_path / "y", loader=larger)
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_pretraining_resumes_exactly_across_epochs(tmp_path):
+    settings = resolve_settings(
+        "pretrain", "doublemnist", {**TINY, **EPISODE, "batch_size": 32, "checkpoint_every": 3}
+    )
+    straight = run_setting({**settings, "epochs": 2}, tmp_path / "a", loader=LOAD, quiet=True)
+    run_setting({**settings, "epochs": 1}, tmp_path / "b", loader=LOAD, quiet=True)
+    resumed = run_setting(
+        {**settings, "epochs": 2}, tmp_path / "b", loader=LOAD, quiet=True, resume=True
+    )
+    assert resumed["resumed_from"] == 4 and resumed["iterations"] == straight["iterations"] == 8
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed["accuracy"] == straight["accuracy"]
+
+
+def test_eval_of_an_mtl_run_equals_its_test(tmp_path):
+    from fsbench.engine.evaluate import evaluate_run
+
+    pre = pretrained(tmp_path)
+    own = run_setting(mtl_settings(pre), tmp_path / "mtl", loader=LOAD, quiet=True)
+    again = evaluate_run(tmp_path / "mtl", tmp_path / "e", loader=LOAD, quiet=True)
+    assert again["accuracy"] == own["accuracy"]
+
+
+def test_missing_dataset_files_are_one_line(tmp_path):
+    r = CliRunner().invoke(
+        main,
+        ["pretrain", "miniimagenet", "--data-root", str(tmp_path), "--out", str(tmp_path / "o")],
+    )
+    one_error(r, "miniImageNet not found", "mini-imagenet-cache")
+    assert not (tmp_path / "o").exists()

@@ -140,14 +140,16 @@ def check_resume(out: Path, settings: dict) -> None:
     except Exception as exc:  # a damaged file: say so, never a traceback
         raise FsbenchError(f"--resume: cannot read {path} ({type(exc).__name__})") from None
     diff = differences(settings, saved)
-    its = diff.pop("iterations", None)
-    if its is not None and float(its[0]) < float(its[1]):
-        diff["iterations"] = its
+    for length in ("iterations", "epochs"):  # a longer run continues the shorter one
+        asked = diff.pop(length, None)
+        if asked is not None and float(asked[0] or 0) < float(asked[1] or 0):
+            diff[length] = asked
     if diff:
         raise FsbenchError(
             f"--resume: {path} was trained with other settings ("
             + describe_differences(diff, "asked", "in the checkpoint")
-            + "); use the same settings (a larger --iterations continues it), or --overwrite"
+            + "); use the same settings (a larger --iterations or --epochs continues it), or "
+            "--overwrite"
         )
 
 
