@@ -271,6 +271,35 @@ def test_resume_refuses_other_settings_but_continues_more_iterations(tmp_path):
     assert more["iterations"] == 9 and more["resumed_from"] == 6
 
 
+def test_resume_of_a_checkpoint_older_than_a_setting(tmp_path):
+    """A checkpoint written before a setting existed continues when that setting is at its
+    default (the behaviour it had then), and is refused when the setting asks otherwise."""
+    load = synthetic_loader(size=16, classes=10, per_class=6)
+    base = {**SMALL["protonet"], "iterations": 4, "episodes": 4, "checkpoint_every": 2}
+    run_setting(resolve_settings("protonet", "omniglot", base), tmp_path, loader=load, quiet=True)
+    path = tmp_path / "checkpoint.pt"
+    saved = torch.load(path, weights_only=False)
+    for key in ("lite_h", "backbone", "dropout"):  # as if written by an older fsbench
+        del saved["settings"][key]
+    torch.save(saved, path)
+    more = run_setting(
+        resolve_settings("protonet", "omniglot", {**base, "iterations": 6}),
+        tmp_path,
+        loader=load,
+        quiet=True,
+        resume=True,
+    )
+    assert more["resumed_from"] == 4
+    with pytest.raises(FsbenchError, match="dropout 0.5 asked"):
+        run_setting(
+            resolve_settings("protonet", "omniglot", {**base, "iterations": 8, "dropout": 0.5}),
+            tmp_path,
+            loader=load,
+            quiet=True,
+            resume=True,
+        )
+
+
 def test_measured_maml_path_is_kept_on_resume(tmp_path, monkeypatch):
     from fsbench.methods.maml import MAML
 

@@ -189,6 +189,12 @@ def _run_options(func):
             "--distance", type=_choice("distance"), help="ProtoNets distance to prototypes"
         ),
         click.option(
+            "--lite-h",
+            type=POS,
+            help="LITE (protonet): back-propagate through H random support images per task, "
+            "their gradient scaled by N/H; needs --norm group",
+        ),
+        click.option(
             "--pretrained",
             type=click.Path(file_okay=False, path_type=Path),
             help="MTL: the folder of a finished fsbench pretrain run of this dataset",

@@ -91,6 +91,7 @@ BASE: dict = {
     "mtl_mode": "ss",  # ss: scaling/shifting; ft: meta-train every backbone weight
     "hard_tasks": False,
     "ss_lr": 1e-4,  # MTL: Adam lr of SS (or of the backbone with mtl_mode ft)
+    "lite_h": 0,  # LITE: support images back-propagated per training task (0: all, no LITE)
 }
 
 # Settings that change how a run executes, not what it computes: never a deviation, never a
@@ -489,6 +490,25 @@ def resolve_settings(method: str, dataset: str, overrides: dict | None = None) -
                 "--precision fp16 is refused for MAML: its inner-loop gradients would need their "
                 "own loss scaling; use bf16 or fp32"
             )
+    lite = int(settings.get("lite_h") or 0)
+    if lite and method != "protonet":
+        raise FsbenchError(
+            f"--lite-h applies to protonet (it embeds a whole support set at once), not {method}"
+        )
+    if lite < 0:
+        raise FsbenchError(f"--lite-h must be >= 1, got {lite}")
+    if lite and lite > settings["train_way"] * settings["train_shot"]:
+        raise FsbenchError(
+            f"--lite-h {lite} is larger than the training support set "
+            f"({settings['train_way']} x {settings['train_shot']} = "
+            f"{settings['train_way'] * settings['train_shot']} images)"
+        )
+    if lite and settings["norm"] != "group":
+        raise FsbenchError(
+            f"--lite-h needs each image normalised on its own: pass --norm group (not "
+            f"{settings['norm']}: batch statistics make an embedding depend on the rest of its "
+            "batch, and running statistics would never be updated by LITE's gradient-free pass)"
+        )
     if method == "mtl" and not settings.get("pretrained"):
         raise FsbenchError(
             "mtl needs --pretrained DIR: the folder of a finished fsbench pretrain run of this "
@@ -515,8 +535,12 @@ def preset_defaults(method: str, dataset: str, settings: dict) -> dict:
 
 
 def semantic(settings: dict) -> dict:
-    """The settings that decide what a run computes: without execution-only keys and options."""
-    out = {k: v for k, v in settings.items() if k not in EXECUTION_KEYS}
+    """The settings that decide what a run computes: without execution-only keys and options.
+
+    A setting missing from an older run's record (added to fsbench later) takes its BASE value:
+    every setting was added with a default that keeps the earlier behaviour.
+    """
+    out = {k: v for k, v in {**BASE, **settings}.items() if k not in EXECUTION_KEYS}
     out["data_options"] = {
         k: v
         for k, v in (settings.get("data_options") or {}).items()

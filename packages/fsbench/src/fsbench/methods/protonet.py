@@ -1,5 +1,7 @@
 """Prototypical Networks: class prototypes are mean support embeddings; logits = -distance.
 
+With ``lite_h`` H > 0 the training support set is embedded with LITE (``methods/lite.py``).
+
 Snell et al. use the squared Euclidean distance (``distance="sqeuclidean"``, the default);
 ``"euclidean"`` (its square root, as easyfsl's ``torch.cdist``) is offered because on large
 flattened embeddings (64x64 images give 1,024 features) the squared distances make very sharp
@@ -14,6 +16,7 @@ import torch.nn.functional as F
 
 from fsbench.data.store import ArrayStore, Episode
 from fsbench.methods.base import Method
+from fsbench.methods.lite import draw_subset, lite_embed
 from fsbench.models.conv4 import Conv4
 
 DISTANCES = ("sqeuclidean", "euclidean")
@@ -73,6 +76,8 @@ class ProtoNet(Method):
             init=settings.get("init", "torch"),
         )
         self.distance = settings.get("distance", "sqeuclidean")
+        self.lite_h = int(settings.get("lite_h") or 0)
+        self._lite_subset: torch.Tensor | None = None  # drawn with the episode
 
     def _logits(self, ep: Episode, b: int, way: int) -> torch.Tensor:
         xs, xq = ep.support_x[b], ep.query_x[b]
@@ -93,12 +98,22 @@ class ProtoNet(Method):
         self, store: ArrayStore, generator: torch.Generator, iteration: int
     ) -> Episode:
         s = self.settings
-        return store.sample_episode(
+        episode = store.sample_episode(
             generator, s["train_way"], s["train_shot"], s["train_query"], 1, check=False
         )
+        if self.lite_h:  # a fresh subset each step, from the same seeded stream
+            n = episode.support_x.shape[1]
+            self._lite_subset = draw_subset(n, self.lite_h, generator, store.device)
+        return episode
+
+    def _lite_logits(self, ep: Episode) -> torch.Tensor:
+        """Training logits with LITE: the support gradient through a random subset, x N/H."""
+        zs = lite_embed(self.model, ep.support_x[0], self._lite_subset)
+        zq = self.model(ep.query_x[0])
+        return prototypical_logits(zs, ep.support_y[0], zq, ep.way, self.distance)
 
     def train_loss(self, batch: Episode) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        logits = self._logits(batch, 0, batch.way)
+        logits = self._lite_logits(batch) if self.lite_h else self._logits(batch, 0, batch.way)
         yq = batch.query_y[0]
         with torch.autocast(logits.device.type, enabled=False):
             loss = F.cross_entropy(logits, yq)

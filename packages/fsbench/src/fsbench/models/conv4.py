@@ -1,12 +1,14 @@
 """Conv-4: four blocks of 3x3 conv, batch norm, ReLU, 2x2 max-pool (or stride-2 convs).
 
-Two batch norms, a named setting (``norm``) recorded in result.json:
+Three normalisations, a named setting (``norm``) recorded in result.json:
 
 - ``batch``: always the current batch's statistics (no running averages, at meta-test too), as
   the MAML reference code; transductive (a query's prediction depends on the other queries). The
   module has no buffers, so ``torch.func.functional_call`` and ``vmap`` apply directly.
 - ``running``: ``nn.BatchNorm2d`` with running statistics and ``eval()`` at test, as Snell et
   al.'s Prototypical Networks; inductive.
+- ``group``: ``nn.GroupNorm``: every image normalised on its own at train and test, so an
+  embedding never depends on the rest of its batch (LITE's exactness needs that).
 
 ``batch`` has two implementations of the same math:
 
@@ -23,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-NORMS = ("batch", "running")
+NORMS = ("batch", "running", "group")
+GROUPS = 8  # GroupNorm's groups (channels not divisible by 8: one group)
 AFFINES = ("scale+shift", "shift", "none")
 INITS = ("torch", "xavier", "cbfinn")
 
@@ -62,13 +65,16 @@ class BatchStatNorm(nn.Module):
 
 
 def make_norm(channels: int, norm: str, affine: str) -> nn.Module:
-    """ "batch": BatchStatNorm (transductive); "running": nn.BatchNorm2d (running stats, eval())."""
+    """ "batch": BatchStatNorm (transductive); "running": nn.BatchNorm2d (running stats, eval());
+    "group": nn.GroupNorm (each image normalised on its own, in training too — what LITE needs)."""
     if norm == "batch":
         return BatchStatNorm(channels, affine=affine)
-    if norm == "running":
+    if norm in ("running", "group"):
         if affine != "scale+shift":
-            raise ValueError("norm 'running' (nn.BatchNorm2d) has affine 'scale+shift'")
-        return nn.BatchNorm2d(channels)
+            raise ValueError(f"norm {norm!r} has the affine terms 'scale+shift'")
+        if norm == "running":
+            return nn.BatchNorm2d(channels)
+        return nn.GroupNorm(GROUPS if channels % GROUPS == 0 else 1, channels)
     raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
 
 
