@@ -192,7 +192,7 @@ def _run_options(func):
             "--lite-h",
             type=POS,
             help="LITE (protonet): back-propagate through H random support images per task, "
-            "their gradient scaled by N/H; needs --norm group",
+            "their gradient scaled by N/H; needs --norm group or running",
         ),
         click.option(
             "--pretrained",

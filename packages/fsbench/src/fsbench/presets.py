@@ -503,11 +503,10 @@ def resolve_settings(method: str, dataset: str, overrides: dict | None = None) -
             f"({settings['train_way']} x {settings['train_shot']} = "
             f"{settings['train_way'] * settings['train_shot']} images)"
         )
-    if lite and settings["norm"] != "group":
+    if lite and settings["norm"] == "batch":
         raise FsbenchError(
-            f"--lite-h needs each image normalised on its own: pass --norm group (not "
-            f"{settings['norm']}: batch statistics make an embedding depend on the rest of its "
-            "batch, and running statistics would never be updated by LITE's gradient-free pass)"
+            "--lite-h needs each image normalised on its own: pass --norm group or --norm running "
+            "(batch statistics make an embedding depend on the rest of its batch)"
         )
     if method == "mtl" and not settings.get("pretrained"):
         raise FsbenchError(

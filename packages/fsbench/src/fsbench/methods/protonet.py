@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from fsbench.data.store import ArrayStore, Episode
 from fsbench.methods.base import Method
+from fsbench.methods.lite import CHUNK as LITE_CHUNK
 from fsbench.methods.lite import draw_subset, lite_embed
 from fsbench.models.conv4 import Conv4
 
@@ -107,9 +108,24 @@ class ProtoNet(Method):
         return episode
 
     def _lite_logits(self, ep: Episode) -> torch.Tensor:
-        """Training logits with LITE: the support gradient through a random subset, x N/H."""
-        zs = lite_embed(self.model, ep.support_x[0], self._lite_subset)
-        zq = self.model(ep.query_x[0])
+        """Training logits with LITE: the support gradient through a random subset, x N/H.
+
+        With running-statistics norm, the episode first updates the running statistics in a
+        gradient-free pass (in chunks), then every image is embedded with them (``eval()``), so
+        no embedding depends on the rest of its batch and the LITE estimate stays unbiased.
+        """
+        xs, xq = ep.support_x[0], ep.query_x[0]
+        running = self.settings.get("norm") == "running"
+        if running:
+            with torch.no_grad():
+                for chunk in torch.cat([xs, xq]).split(LITE_CHUNK):
+                    self.model(chunk)
+            self.model.eval()
+        try:
+            zs = lite_embed(self.model, xs, self._lite_subset, chunk=LITE_CHUNK)
+            zq = self.model(xq)
+        finally:
+            self.model.train()
         return prototypical_logits(zs, ep.support_y[0], zq, ep.way, self.distance)
 
     def train_loss(self, batch: Episode) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
