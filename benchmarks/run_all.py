@@ -13,7 +13,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 # Benchmarks in the order they run; mnist1d's also needs the reference interpreter.
-BENCHMARKS = ["mnist1d", "mdmnist", "sampling", "maml", "protonet"]
+BENCHMARKS = ["mnist1d", "mdmnist", "sampling", "maml", "protonet", "lite"]
 
 
 def _load(name: str):

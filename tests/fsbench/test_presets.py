@@ -141,3 +141,26 @@ def test_published_numbers_and_tables():
     assert all(
         published(c.method, c.dataset, 5, 1) in (None, 97.046, 98.813) for c in ablation.cells
     )
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_every_table_cell_resolves(quick):
+    from fsbench.engine.reproduce import cell_settings
+
+    for spec in TABLES.values():
+        for cell in spec.cells:
+            overrides = {"pretrained": "p"} if cell.method == "mtl" else {}
+            cell_settings(spec, cell, spec.seeds[0], quick, overrides, jobs=1)
+
+
+def test_lite_table_rows_differ_in_lite_only():
+    from fsbench.engine.reproduce import cell_settings
+    from fsbench.presets import differences
+
+    spec = TABLES["lite"]
+    by = {(c.row, c.column): cell_settings(spec, c, 0, False, {}, 1) for c in spec.cells}
+    for column in ("5-way 10-shot", "5-way 100-shot"):
+        full, lite = by[("full back-propagation", column)], by[("LITE, H = 8", column)]
+        assert differences(full, lite) == {"lite_h": (0, 8)}
+        assert full["norm"] == "group" and full["data_options"]["image_size"] == 224
+        assert published("protonet", "doublemnist", 5, full["shot"]) is None

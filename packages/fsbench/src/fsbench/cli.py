@@ -239,6 +239,12 @@ def _run_options(func):
             help="doublemnist/triplemnist: images per class to generate/load",
         ),
         click.option(
+            "--image-size",
+            type=POS,
+            help="doublemnist/triplemnist: generate/load NxN images (e.g. 224 for LITE) "
+            "instead of the published size; a recorded deviation",
+        ),
+        click.option(
             "--resize",
             type=POS,
             help="image datasets: resize every image to NxN at load (bilinear, antialias); "
@@ -343,6 +349,7 @@ def _run(method: str, dataset: str, opts: dict) -> None:
     images = opts.pop("images_per_class")
     split = opts.pop("omniglot_split")
     resize = opts.pop("resize")
+    image_size = opts.pop("image_size")
     data_options = _data_options(name, opts.pop("dataset_dir"), opts.pop("download"))
     overrides = {
         k: opts.pop(k)
@@ -355,6 +362,12 @@ def _run(method: str, dataset: str, opts: dict) -> None:
                 f"--images-per-class applies to {', '.join(MDMNIST_DATASETS)} only, not {name}"
             )
         data_options["num_image_per_class"] = images
+    if image_size is not None:
+        if name not in MDMNIST_DATASETS:
+            raise FsbenchError(
+                f"--image-size applies to {', '.join(MDMNIST_DATASETS)} only, not {name}"
+            )
+        data_options["image_size"] = image_size
     if split is not None:
         if name != "omniglot":
             raise FsbenchError(f"--omniglot-split applies to omniglot only, not {name}")

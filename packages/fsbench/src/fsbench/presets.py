@@ -33,6 +33,7 @@ SOURCES: dict[str, str] = {
     "faulkner": "HaydenFaulkner/pytorch.repmet README (Prototypical Networks on Omniglot)",
     "greydanus": "Greydanus 2020, MNIST-1D (greydanus/mnist1d)",
     "sun": "Sun et al. 2019, Meta-Transfer Learning (yaoyao-liu/meta-transfer-learning)",
+    "lite": "Bronskill et al. 2021, LITE (cambridge-mlg/LITE)",
 }
 
 # Values of the named protocol settings beside those the models and methods define.
@@ -700,6 +701,16 @@ def _no_val(method: str, dataset: str, way: int) -> dict:
 
 
 MTL_FT = {"mtl_mode": "ft", "pretrained": PRETRAINED_IN_TABLE}
+# LITE's table: 224x224 DoubleMNIST (digits too small to downscale), 110 images per class so a
+# 100-shot task has 10 queries; group norm for both rows so that only LITE differs.
+LITE_DATA = {
+    "norm": "group",
+    "query": 10,
+    "train_query": 10,
+    "eval_every": 0,
+    "select": "last",
+    "data_options": {"image_size": 224, "num_image_per_class": 110},
+}
 
 TABLES: dict[str, TableSpec] = {
     "multidigit-maml": TableSpec(
@@ -783,9 +794,9 @@ TABLES: dict[str, TableSpec] = {
             "data_options": {"num_image_per_class": 20, "resize": 32},
         },
         quick_note="quick: images resized to 32x32, 20 per class; ResNet-12 of widths "
-        "8-16-32-64 pre-trained 3 epochs; 100 MTL iterations of 20 inner steps; 100 MAML "
-        "iterations (meta-batch 4, 16 filters); 5 training and 10 test queries per class, 100 "
-        "test episodes",
+        "8-16-32-64 pre-trained 3 epochs; 100 MTL iterations (the preset's 100 inner steps); "
+        "50 MAML iterations (meta-batch 2, 16 filters); 5 training and 10 test queries per "
+        "class, 100 test episodes",
         rows_are="method",
         quick_by_method={
             "pretrain": {"widths": [8, 16, 32, 64], "epochs": 3, "batch_size": 64},
@@ -797,6 +808,34 @@ TABLES: dict[str, TableSpec] = {
             },
             "maml": {"iterations": 50, "meta_batch": 2, "hidden": 16},
         },
+    ),
+    "lite": TableSpec(
+        "lite",
+        f"{SOURCES['lite']}: LITE against full back-propagation, ProtoNets on 224x224 "
+        "DoubleMNIST with up to 100 support images per class (no published numbers: the "
+        "paper's tables are on ORBIT and VTAB+MD with an EfficientNet)",
+        tuple(
+            Cell(
+                "protonet",
+                "doublemnist",
+                row,
+                f"5-way {shot}-shot",
+                {**LITE_DATA, **_ws(5, shot), "train_way": 5, "lite_h": h},
+                tag,
+            )
+            for row, tag, h in (
+                ("full back-propagation", "-full", 0),
+                ("LITE, H = 8", "-lite8", 8),
+            )
+            for shot in (10, 100)
+        ),
+        seeds=(0,),
+        quick_seeds=(0,),
+        quick_overrides={"iterations": 10, "hidden": 8, "episodes": 10},
+        quick_note="quick: a smoke run of the 224x224 paths, not a result: 10 training "
+        "episodes, 8 filters, 10 test episodes (full: the DoubleMNIST ProtoNets preset's "
+        "10,000 episodes, 64 filters, 600 test episodes; a GPU's work)",
+        rows_are="method",
     ),
     "mnist1d": TableSpec(
         "mnist1d",
