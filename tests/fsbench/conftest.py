@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,18 @@ from PIL import Image
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_OMNIGLOT = REPO_ROOT.parent / "shared" / "data" / "omniglot"
 TINY_PER_CLASS = 25
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> Iterator[None]:
+    """Tiny models: one torch thread each avoids OpenMP oversubscription on 2-core machines
+    (pytest runs two workers there)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -13,14 +13,6 @@ from fsbench.presets import resolve_settings
 from fsbench.synthetic import synthetic_loader
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def invoke(*args: str):
     return CliRunner().invoke(main, list(args))
 

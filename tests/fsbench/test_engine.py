@@ -15,15 +15,6 @@ from fsbench.presets import resolve_settings
 from fsbench.results import read_metrics
 from fsbench.synthetic import synthetic_loader
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 SMALL = {
     "maml": dict(way=3, shot=1, query=2, meta_batch=2, hidden=4, checkpoint_every=10),
     "protonet": dict(way=3, shot=1, query=2, train_way=4, hidden=4, lr_step=7, checkpoint_every=10),

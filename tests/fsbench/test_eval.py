@@ -10,22 +10,12 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from click.testing import CliRunner
 from fsbench.cli import main
 from fsbench.engine import run_setting
 from fsbench.engine.evaluate import evaluate_run
 from fsbench.presets import resolve_settings
 from fsbench.synthetic import synthetic_loader
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 LOAD = synthetic_loader(size=16, classes=12, per_class=8)
 SMALL = dict(way=3, shot=1, query=2, train_way=4, hidden=4, iterations=6, episodes=10)

@@ -18,14 +18,6 @@ from fsbench.presets import resolve_settings
 from fsbench.synthetic import synthetic_images
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _task(way: int, shot: int, query: int, dtype=torch.float64):
     g = torch.Generator().manual_seed(0)
     xs = torch.rand(way * shot, 1, 16, 16, generator=g, dtype=dtype)

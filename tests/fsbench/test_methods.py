@@ -12,15 +12,6 @@ from fsbench.synthetic import synthetic_images, synthetic_signals
 from torch.func import functional_call
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one thread avoids OpenMP oversubscription on shared 2-core CI machines."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def maml_settings(method: str = "maml", **kw) -> dict:
     base = dict(way=5, shot=1, query=3, train_query=3, meta_batch=4, hidden=8, inner_steps=2)
     base.update(kw)

@@ -18,15 +18,6 @@ from fsbench.models.scale_shift import SSConv2d, add_scale_shift
 from fsbench.presets import resolve_settings
 from fsbench.synthetic import synthetic_images, synthetic_loader
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 TINY = {"widths": [4, 8, 8, 16]}
 LOAD = synthetic_loader(size=16, classes=12, per_class=10)
 EPISODE = {"way": 3, "shot": 1, "query": 3, "eval_episodes": 4, "episodes": 6}
