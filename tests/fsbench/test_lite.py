@@ -110,10 +110,10 @@ def test_lite_reaches_the_accuracy_of_full_backpropagation():
             loss.backward()
             opt.step()
         results[h] = method.evaluate(test, torch.Generator().manual_seed(9), 200)
-    full, lite = results[0].accuracy, results[8].accuracy
-    # measured 93.9 (full) vs 93.2 (H = 8); H = 2 reached 87.8: the subset's noise can cost
-    assert full > 0.85 and lite > 0.85  # both learned (chance 0.2)
-    assert abs(full - lite) <= 0.025
+    full, lite = results[0], results[8]
+    # measured 93.9 ± 0.7 (full) vs 93.2 ± 0.8 (H = 8); H = 2 reached 87.8: the noise can cost
+    assert full.accuracy > 0.85 and lite.accuracy > 0.85  # both learned (chance 0.2)
+    assert abs(full.accuracy - lite.accuracy) <= full.ci95 + lite.ci95  # within the 95% CIs
 
 
 @pytest.mark.parametrize(
