@@ -31,12 +31,15 @@ def test_canonical_names_and_aliases():
         "omniglot",
         "miniimagenet",
         "fc100",
+        "fashionmnist",
     ]
     assert ALIASES == {
         "doubled": "doublemnist",
         "tripled": "triplemnist",
         "mini": "miniimagenet",
         "mini-imagenet": "miniimagenet",
+        "fashion": "fashionmnist",
+        "fashion-mnist": "fashionmnist",
     }
     for name in DATASETS:
         assert resolve_dataset(name) == name

@@ -16,7 +16,7 @@ import click
 
 from fsbench.errors import FsbenchError
 from fsbench.methods import DESCRIPTIONS, METHODS
-from fsbench.presets import CHOICES, MDMNIST_DATASETS, NATURAL_DATASETS, TABLES
+from fsbench.presets import CHOICES, MDMNIST_DATASETS, MODES_DATASETS, NATURAL_DATASETS, TABLES
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -92,7 +92,7 @@ def _data_options(name: str, dataset_dir: Path | None, download: bool) -> dict:
         return options
     if name == "omniglot":
         options["omniglot_dir"] = str(dataset_dir)
-    elif name in NATURAL_DATASETS:
+    elif name in NATURAL_DATASETS + MODES_DATASETS:
         options["path"] = str(dataset_dir)
     elif name in MDMNIST_DATASETS:
         if (dataset_dir / "train.h5").is_file():
@@ -373,13 +373,13 @@ def _run(method: str, dataset: str, opts: dict) -> None:
             raise FsbenchError(f"--omniglot-split applies to omniglot only, not {name}")
         data_options["omniglot_split"] = split
     if resize is not None:
-        if name not in MDMNIST_DATASETS + NATURAL_DATASETS + ("omniglot",):
+        if name not in MDMNIST_DATASETS + NATURAL_DATASETS + MODES_DATASETS + ("omniglot",):
             raise FsbenchError(f"--resize applies to image datasets, not {name}")
         data_options["resize"] = resize
     if data_options:
         overrides["data_options"] = data_options
     settings = resolve_settings(method, name, overrides)
-    if name in MDMNIST_DATASETS + NATURAL_DATASETS or name == "omniglot":
+    if name in MDMNIST_DATASETS + NATURAL_DATASETS + MODES_DATASETS or name == "omniglot":
         settings["data_options"].setdefault("progress", not opts["quiet"])
     default = f"{method}_{name}_{settings['way']}w{settings['shot']}s_seed{settings['seed']}"
     if method == "pretrain":

@@ -23,7 +23,8 @@ CLASSIFIER_METHODS = ("logreg", "mlp", "cnn", "gru")
 MDMNIST_DATASETS = ("doublemnist", "triplemnist")
 MNIST1D_DATASETS = ("mnist1d", "mnist1d-shuffled")
 NATURAL_DATASETS = ("miniimagenet", "fc100")  # the user's files (MTL's benchmarks)
-IMAGE_DATASETS = (*MDMNIST_DATASETS, "omniglot", *NATURAL_DATASETS)
+MODES_DATASETS = ("fashionmnist",)  # classes with several modes; splits share their classes
+IMAGE_DATASETS = (*MDMNIST_DATASETS, "omniglot", *NATURAL_DATASETS, *MODES_DATASETS)
 
 # Where the published numbers and protocols come from, named so that a user can look them up.
 SOURCES: dict[str, str] = {
@@ -251,6 +252,12 @@ def _protonet(dataset: str) -> Preset:
             "(4,112 / 688 / 1,692 classes; each rotation a class) when the full Omniglot is "
             "present; training shot = test shot, as the paper's models."
         )
+    elif dataset in MODES_DATASETS:
+        settings["train_way"] = 10
+        notes.append(
+            "No published number: every split holds all 10 classes, so training uses 10-way "
+            "15-query episodes and test episodes draw new images of the same classes."
+        )
     else:
         notes.append(
             "No published number: a miniImageNet-style protocol (20-way 15-query training) on "
@@ -262,7 +269,11 @@ def _protonet(dataset: str) -> Preset:
         settings,
         f"{SOURCES['snell']} + {SOURCES['faulkner']}: Conv-4, Adam 1e-3 halved every 2,000 "
         "episodes, "
-        + ("60-way 5-query training, 10,000 episodes" if omniglot else "20-way 15-query training"),
+        + (
+            "60-way 5-query training, 10,000 episodes"
+            if omniglot
+            else f"{settings['train_way']}-way 15-query training"
+        ),
         notes=tuple(notes),
     )
 
@@ -419,6 +430,8 @@ def preset_for(method: str, dataset: str) -> Preset:
             f"no preset for {method} on {dataset} yet: its presets are pretrain and mtl "
             "(Meta-Transfer Learning's benchmarks)"
         )
+    if dataset in MODES_DATASETS and method != "protonet":
+        raise FsbenchError(f"no preset for {method} on {dataset} yet: its preset is protonet")
     if method == "protonet":
         return _protonet(dataset)
     if method == "pretrain":

@@ -38,11 +38,18 @@ DATASETS["fc100"] = (
     "FC100: CIFAR-100 split by superclass (12/4/4, TADAM), 32x32 RGB, from the CIFAR-100 "
     "python archive (downloaded with --download)"
 )
+DATASETS["fashionmnist"] = (
+    "Fashion-MNIST: 10 clothing classes, 28x28, from its four IDX files (Debian's "
+    "dataset-fashion-mnist or --dataset-dir); every split holds all 10 classes (images split "
+    "50,000 / 10,000 / 10,000)"
+)
 ALIASES: dict[str, str] = {
     "doubled": "doublemnist",
     "tripled": "triplemnist",
     "mini": "miniimagenet",
     "mini-imagenet": "miniimagenet",
+    "fashion": "fashionmnist",
+    "fashion-mnist": "fashionmnist",
 }
 SPLITS = ("train", "val", "test", "trainval")  # trainval: train + val, for final training
 
@@ -67,7 +74,8 @@ OPTIONS: dict[str, dict[str, Any]] = {
 OPTIONS["triplemnist"] = dict(OPTIONS["doublemnist"])
 OPTIONS["miniimagenet"] = {"path": None, "progress": True}
 OPTIONS["fc100"] = {"path": None, "download": False, "progress": True}
-for _name in ("doublemnist", "triplemnist", "omniglot", "miniimagenet", "fc100"):
+OPTIONS["fashionmnist"] = {"path": None, "progress": True}
+for _name in ("doublemnist", "triplemnist", "omniglot", "miniimagenet", "fc100", "fashionmnist"):
     OPTIONS[_name]["resize"] = None  # an image size to resize to at load (see ``resized``)
 
 
@@ -149,6 +157,10 @@ def load_split(
         from fsbench.data.fc100 import load_fc100
 
         store = load_fc100(split, data_root=root, device=dev, **opts)
+    elif canonical == "fashionmnist":
+        from fsbench.data.fashion import load_fashion_mnist
+
+        store = load_fashion_mnist(split, data_root=root, device=dev, **opts)
     else:
         from fsbench.data.omniglot import load_omniglot
 
@@ -190,9 +202,13 @@ def resized(store: ArrayStore, size: int) -> ArrayStore:
 
 
 def _trainval(name: str, root: Path, dev: torch.device, seed: int, opts: dict) -> ArrayStore:
-    """train followed by val, val's labels shifted past train's: the final-training split."""
+    """train followed by val, val's labels shifted past train's: the final-training split.
+
+    Datasets whose splits share their classes (``same_classes``) keep val's labels as they are.
+    """
     train = load_split(name, "train", data_root=root, device=dev, seed=seed, **opts)
     val = load_split(name, "val", data_root=root, device=dev, seed=seed, **opts)
+    same = bool(train.meta.get("same_classes"))
     meta = {
         **train.meta,
         "split": "trainval",
@@ -205,8 +221,8 @@ def _trainval(name: str, root: Path, dev: torch.device, seed: int, opts: dict) -
         meta["characters"] = train.meta["characters"] + val.meta["characters"]
     return ArrayStore(
         torch.cat([train.data, val.data]),
-        torch.cat([train.labels, val.labels + train.num_classes]),
-        train.class_names + val.class_names,
+        torch.cat([train.labels, val.labels + (0 if same else train.num_classes)]),
+        train.class_names if same else train.class_names + val.class_names,
         dev,
         meta=meta,
         rotate_classes=train.rotate_classes,
