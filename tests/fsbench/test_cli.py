@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from cli_errors import assert_one_line_error
 from click.testing import CliRunner
 from fsbench.cli import main
 from fsbench.engine import run_setting
@@ -15,16 +16,6 @@ from fsbench.synthetic import synthetic_loader
 
 def invoke(*args: str):
     return CliRunner().invoke(main, list(args))
-
-
-def assert_one_line_error(result, *needles: str) -> None:
-    assert result.exit_code != 0
-    assert "Traceback" not in result.output
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("Error: ")
-    for n in needles:
-        assert n in lines[0], lines[0]
 
 
 @pytest.mark.parametrize(

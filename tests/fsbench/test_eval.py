@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_errors import assert_one_line_error
 from click.testing import CliRunner
 from fsbench.cli import main
 from fsbench.engine import run_setting
@@ -57,18 +58,10 @@ def test_eval_on_other_settings_records_them(tmp_path):
     assert json.loads((tmp_path / "e" / "result.json").read_text())["way"] == 4
 
 
-def one_error(result, *needles: str) -> None:
-    assert result.exit_code != 0
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    for n in needles:
-        assert n in lines[0], lines[0]
-
-
 def test_eval_of_a_folder_without_a_checkpoint(tmp_path):
     (tmp_path / "empty").mkdir()
     r = CliRunner().invoke(main, ["eval", str(tmp_path / "empty"), "--way", "5"])
-    one_error(r, "checkpoint.pt", "not an fsbench run")
+    assert_one_line_error(r, "checkpoint.pt", "not an fsbench run")
     assert list((tmp_path / "empty").iterdir()) == []
 
 
@@ -76,7 +69,7 @@ def test_eval_of_a_maml_run_on_another_way_is_refused(tmp_path):
     run_dir, _ = trained(tmp_path, "maml")
     before = snapshot(tmp_path)
     r = CliRunner().invoke(main, ["eval", str(run_dir), "--way", "5", "--device", "cpu"])
-    one_error(r, "--way 5", "3-way")
+    assert_one_line_error(r, "--way 5", "3-way")
     assert snapshot(tmp_path) == before
 
 
@@ -111,7 +104,7 @@ def test_resume_with_other_settings_changes_nothing(tiny_doublemnist, tmp_path):
     assert ok.exit_code == 0, ok.output
     before = snapshot(tmp_path / "o")
     r = CliRunner().invoke(main, [*common, "--resume", "--lr", "0.01"])
-    one_error(r, "--resume", "lr 0.01 asked, 0.001 in the checkpoint")
+    assert_one_line_error(r, "--resume", "lr 0.01 asked, 0.001 in the checkpoint")
     assert snapshot(tmp_path / "o") == before
 
 
@@ -119,5 +112,5 @@ def test_unknown_inner_loss(tmp_path):
     r = CliRunner().invoke(
         main, ["run", "maml", "doubled", "--inner-loss", "sum", "--out", str(tmp_path / "x")]
     )
-    one_error(r, "--inner-loss", "mean", "cbfinn")
+    assert_one_line_error(r, "--inner-loss", "mean", "cbfinn")
     assert not (tmp_path / "x").exists()

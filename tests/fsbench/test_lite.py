@@ -7,6 +7,7 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
+from cli_errors import assert_one_line_error
 from click.testing import CliRunner
 from fsbench.cli import main
 from fsbench.errors import FsbenchError
@@ -140,9 +141,7 @@ def test_bad_settings(extra, needle):
 )
 def test_bad_input_is_one_line(args, needle, tmp_path):
     r = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "o")])
-    assert r.exit_code != 0
-    lines = [ln for ln in r.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: ") and needle in lines[0], r.output
+    assert_one_line_error(r, needle)
     assert not (tmp_path / "o").exists()
 
 

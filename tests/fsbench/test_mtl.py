@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_errors import assert_one_line_error
 from click.testing import CliRunner
 from fsbench.cli import main
 from fsbench.data.store import ArrayStore
@@ -156,22 +157,16 @@ def test_hard_tasks_are_harder_than_random_tasks_for_the_same_model():
     assert sum(c >= 10 for c in method.hard_queue) >= len(method.hard_queue) / 2
 
 
-def one_error(result, *needles: str) -> None:
-    assert result.exit_code != 0
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    for n in needles:
-        assert n in lines[0], lines[0]
-
-
 def test_bad_input(tmp_path):
     run = ["run", "mtl", "doubled", "--quiet", "--device", "cpu"]
-    one_error(CliRunner().invoke(main, [*run, "--out", str(tmp_path / "a")]), "--pretrained")
+    assert_one_line_error(
+        CliRunner().invoke(main, [*run, "--out", str(tmp_path / "a")]), "--pretrained"
+    )
     (tmp_path / "empty").mkdir()
     r = CliRunner().invoke(
         main, [*run, "--pretrained", str(tmp_path / "empty"), "--out", str(tmp_path / "b")]
     )
-    one_error(r, "not a finished fsbench pretrain run")
+    assert_one_line_error(r, "not a finished fsbench pretrain run")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
@@ -215,5 +210,5 @@ def test_missing_dataset_files_are_one_line(tmp_path):
         main,
         ["pretrain", "miniimagenet", "--data-root", str(tmp_path), "--out", str(tmp_path / "o")],
     )
-    one_error(r, "miniImageNet not found", "mini-imagenet-cache")
+    assert_one_line_error(r, "miniImageNet not found", "mini-imagenet-cache")
     assert not (tmp_path / "o").exists()

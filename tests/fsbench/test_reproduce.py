@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from cli_errors import assert_one_line_error
 from click.testing import CliRunner
 from fsbench.cli import main
 from fsbench.presets import TABLES
@@ -69,10 +70,7 @@ def test_a_cell_of_other_settings_is_refused_never_shown(tmp_path):
     before = snapshot(out)
     args = ["reproduce", "mnist1d", "--quick", "--quiet", "--out", str(out)]
     refused = CliRunner().invoke(main, args)  # the full preset asked into the same folder
-    assert refused.exit_code != 0
-    lines = [ln for ln in refused.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: ")
-    assert "iterations 6001 asked, 20 there" in lines[0] and "--overwrite" in lines[0]
+    assert_one_line_error(refused, "iterations 6001 asked, 20 there", "--overwrite")
     assert snapshot(out) == before  # nothing touched
     rerun = reproduce(out, "--iterations", "30", "--overwrite")
     assert {v[2] for v in accuracies(out).values()} == {30}

@@ -36,6 +36,12 @@ CLASSES = (
     "Bag",
     "Ankle boot",
 )
+FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 VAL_FRACTION = 6  # val = the last 1/6 of the training images (10,000 of 60,000)
 
 
@@ -68,6 +74,9 @@ def load_fashion_mnist(
     """One split of Fashion-MNIST as uint8 [N, 1, 28, 28], images grouped by class in file order."""
     del progress  # reading 30 MB takes a second
     folder = _folder(path, data_root)
+    for name in FILES:  # said here in Fashion-MNIST's words, not mdmnist's (--mnist-path)
+        if not ((folder / name).is_file() or (folder / f"{name}.gz").is_file()):
+            raise FsbenchError(f"Fashion-MNIST: {folder} has no {name} or {name}.gz")
     try:
         pool = load_mnist(folder)  # the same IDX layout as MNIST, checked the same way
     except MdmnistError as exc:

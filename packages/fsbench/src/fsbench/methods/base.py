@@ -105,6 +105,13 @@ class Method:
     def check(self, store: ArrayStore, split: str) -> None:
         """Raise ValueError/FsbenchError when the split cannot serve this method's episodes."""
 
+    def check_meta_batches(self, store: ArrayStore, split: str) -> None:
+        """``check`` for methods whose tasks keep their way and shot in training and at test
+        (MAML, MTL): meta-batches of training queries on train splits, test queries otherwise."""
+        s = self.settings
+        query = s["train_query"] if split in ("train", "trainval") else s["query"]
+        store.check_episode(s["way"], s["shot"], query, s["meta_batch"])
+
     # -- episodic evaluation --------------------------------------------------------------
     eval_chunk = 1  # test episodes drawn (and adapted) together
 

@@ -121,9 +121,7 @@ class MTL(Method):
         return opt, sched
 
     def check(self, store: ArrayStore, split: str) -> None:
-        s = self.settings
-        query = s["train_query"] if split in ("train", "trainval") else s["query"]
-        store.check_episode(s["way"], s["shot"], query, s["meta_batch"])
+        self.check_meta_batches(store, split)
 
     def sample_train(
         self, store: ArrayStore, generator: torch.Generator, iteration: int
