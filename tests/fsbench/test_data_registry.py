@@ -32,6 +32,8 @@ def test_canonical_names_and_aliases():
         "miniimagenet",
         "fc100",
         "fashionmnist",
+        "flowers102",
+        "pets",
     ]
     assert ALIASES == {
         "doubled": "doublemnist",
@@ -40,6 +42,10 @@ def test_canonical_names_and_aliases():
         "mini-imagenet": "miniimagenet",
         "fashion": "fashionmnist",
         "fashion-mnist": "fashionmnist",
+        "flowers": "flowers102",
+        "oxford-flowers": "flowers102",
+        "oxford-pets": "pets",
+        "oxford-iiit-pets": "pets",
     }
     for name in DATASETS:
         assert resolve_dataset(name) == name

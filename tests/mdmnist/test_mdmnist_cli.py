@@ -129,8 +129,25 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path):
             "--quiet",
         ]
     )
+    assert result.exit_code != 0 and "keep.txt" in result.output  # a user's file is never deleted
+    assert (out / "keep.txt").read_text() == "mine"
+    (out / "keep.txt").unlink()
+    result = _run(
+        [
+            "--num-digit",
+            "1",
+            "--num-image-per-class",
+            "1",
+            "--output",
+            out,
+            "--format",
+            "hdf5",
+            "--overwrite",
+            "--quiet",
+        ]
+    )
     assert result.exit_code == 0, result.output
-    assert not (out / "keep.txt").exists() and (out / "train.h5").is_file()
+    assert (out / "train.h5").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]
 
 

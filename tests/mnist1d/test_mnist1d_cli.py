@@ -156,9 +156,39 @@ def test_make_keeps_existing_output_without_overwrite(tmp_path: Path) -> None:
     assert "--overwrite" in result.output
     assert out.read_bytes() == b"precious"
     result = run("make", *SMALL, "--output", str(out), "--overwrite")
+    assert_usage_error(result, "--output")  # not an MNIST-1D file: a user's file is never replaced
+    assert "not an MNIST-1D dataset" in result.output
+    assert out.read_bytes() == b"precious"
+    out.unlink()
+    assert run("make", "--num-samples", "100", "--output", str(out)).exit_code == 0
+    result = run("make", *SMALL, "--output", str(out), "--overwrite")
     assert result.exit_code == 0, result.output
     np.testing.assert_array_equal(load_dataset(out)[0]["x"], expected_small()["x"])
     assert sorted(os.listdir(tmp_path)) == ["out.npz"]
+
+
+@pytest.mark.parametrize("name", ["d.npz", "d.h5", "d.pkl"])
+def test_overwrite_replaces_only_mnist1d_files(tmp_path: Path, name: str) -> None:
+    """A foreign file of the same format survives --overwrite; an earlier dataset is replaced."""
+    out = tmp_path / name
+    if name.endswith(".npz"):
+        np.savez(out, weights=np.arange(3))
+    elif name.endswith(".h5"):
+        import h5py
+
+        with h5py.File(out, "w") as h5:
+            h5["x"] = np.arange(3)
+    else:
+        out.write_bytes(pickle.dumps({"x": 1, "model": "mine"}, protocol=3))
+    before = out.read_bytes()
+    result = run("make", *SMALL, "--output", str(out), "--overwrite")
+    assert_usage_error(result, "--output")
+    assert out.read_bytes() == before
+    out.unlink()
+    assert run("make", "--num-samples", "100", "--output", str(out)).exit_code == 0
+    assert run("make", *SMALL, "--output", str(out), "--overwrite").exit_code == 0
+    assert load_dataset(out, allow_pickle=True)[0]["x"].shape == (240, 40)
+    assert sorted(os.listdir(tmp_path)) == [name]
 
 
 def test_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

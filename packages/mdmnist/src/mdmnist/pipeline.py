@@ -17,6 +17,7 @@ import numpy as np
 from . import __version__
 from .errors import MdmnistError
 from .idx import MnistPool, load_mnist
+from .layout import check_replaceable
 from .manifest import MANIFEST_VERSION, file_sha256, write_manifest
 from .randomness import LegacyDrawStream, draw_class
 from .render import ClassJob, ClassResult, init_worker, render_class
@@ -317,6 +318,7 @@ def generate(
     )
     if (out.exists() or out.is_symlink()) and not overwrite:
         raise MdmnistError(f"output {out} already exists; pass --overwrite to replace it")
+    check_replaceable(out)
     pool = load_mnist(mnist_path)
     for split in SPLITS:  # fail early, before any work, if a digit has no source image
         digit_index_lists(pool, split, config.disjoint_sources)
@@ -341,6 +343,7 @@ def generate(
         write_manifest(tmp, manifest)
         replacing = out.exists() or out.is_symlink()
         if replacing:
+            check_replaceable(out)  # again: files may have appeared while we were working
             out.rename(old)  # overwrite: swap in the new output, then drop the old one
         try:
             tmp.rename(out)

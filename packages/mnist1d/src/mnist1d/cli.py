@@ -106,7 +106,7 @@ def make(output: Path, overwrite: bool, quiet: bool, **kwargs: Any) -> None:
     try:
         args = check_args(kwargs)
         file_format(output)
-        check_writable(output, overwrite)
+        check_writable(output, overwrite, datasets_only=True)
     except ArgumentError as e:
         raise _usage_error(e) from None
     except StorageError as e:

@@ -6,8 +6,10 @@ import contextlib
 import json
 import os
 import pickle
+import pickletools
 import tempfile
 import urllib.request
+import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -36,13 +38,47 @@ def file_format(path: str | os.PathLike[str]) -> str:
     return FORMATS[ext]
 
 
-def check_writable(path: str | os.PathLike[str], overwrite: bool) -> None:
-    """Fail early (before any work) if ``path`` exists without overwrite or its folder is not writable."""
+def _pickle_strings(path: str | os.PathLike[str]) -> set[str]:
+    """Every string constant in a pickle, read with pickletools (nothing is unpickled or run)."""
+    with open(path, "rb") as fh:
+        return {arg for _, arg, _ in pickletools.genops(fh) if isinstance(arg, str)}
+
+
+def is_dataset_file(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` holds an MNIST-1D dataset in the format its extension names."""
+    keys = set(ARRAY_KEYS)
+    try:
+        fmt = file_format(path)
+        if fmt == "npz":
+            with zipfile.ZipFile(path) as z:
+                return {f"{k}.npy" for k in keys} <= set(z.namelist())
+        if fmt == "pickle":
+            return keys | {"templates"} <= _pickle_strings(path)
+        import h5py
+
+        with h5py.File(path, "r") as h5:
+            return all(k in h5 for k in keys)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return False
+
+
+def check_writable(
+    path: str | os.PathLike[str], overwrite: bool, datasets_only: bool = False
+) -> None:
+    """Fail early (before any work) if ``path`` exists without overwrite or its folder is not writable.
+
+    With ``datasets_only``, overwrite replaces only an MNIST-1D dataset file, never a user's other file.
+    """
     path = Path(path)
     if path.is_dir():
         raise StorageError(f"{os.fspath(path)!r} is a directory, not a file")
     if path.exists() and not overwrite:
         raise StorageError(f"{os.fspath(path)!r} already exists (pass --overwrite to replace it)")
+    if path.exists() and datasets_only and not is_dataset_file(path):
+        raise StorageError(
+            f"{os.fspath(path)!r} is not an MNIST-1D dataset file, so --overwrite left it "
+            "untouched; it replaces only files mnist1d wrote"
+        )
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise StorageError(
@@ -55,9 +91,11 @@ def check_writable(path: str | os.PathLike[str], overwrite: bool) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str], overwrite: bool = False) -> Iterator[str]:
+def atomic_path(
+    path: str | os.PathLike[str], overwrite: bool = False, datasets_only: bool = False
+) -> Iterator[str]:
     """Yield a temporary path beside ``path``; on success move it into place, on failure remove it."""
-    check_writable(path, overwrite)
+    check_writable(path, overwrite, datasets_only)
     path = Path(path)
     try:
         fd, tmp = tempfile.mkstemp(
@@ -68,10 +106,7 @@ def atomic_path(path: str | os.PathLike[str], overwrite: bool = False) -> Iterat
     os.close(fd)
     try:
         yield tmp
-        if not overwrite and path.exists():  # appeared while we were working
-            raise StorageError(
-                f"{os.fspath(path)!r} already exists (pass --overwrite to replace it)"
-            )
+        check_writable(path, overwrite, datasets_only)  # again: it may have appeared meanwhile
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -88,7 +123,7 @@ def save_dataset(
     """Write the dataset to ``path`` in the format its extension names; returns the format."""
     fmt = file_format(path)
     args_json = json.dumps(dict(args) if args is not None else None)
-    with atomic_path(path, overwrite) as tmp:
+    with atomic_path(path, overwrite, datasets_only=True) as tmp:
         if fmt == "pickle":
             with open(tmp, "wb") as fh:
                 pickle.dump(dict(dataset), fh, protocol=PICKLE_PROTOCOL)

@@ -5,6 +5,9 @@ checks the options against the dataset's own, and dispatches to the dataset's lo
 caches what it decodes under the data root, so the second load is fast. ``seed`` fixes the
 dataset's own random choices (Omniglot's character split, mnist1d-shuffled's permutation); the
 default 0 gives the canonical split, and it is not the training seed.
+
+Datasets whose splits share their classes (Fashion-MNIST, Flowers-102, Oxford-IIIT Pets) say so
+with ``meta['same_classes']``: their test episodes draw new images of known classes.
 """
 
 from __future__ import annotations
@@ -43,6 +46,17 @@ DATASETS["fashionmnist"] = (
     "dataset-fashion-mnist or --dataset-dir); every split holds all 10 classes (images split "
     "50,000 / 10,000 / 10,000)"
 )
+DATASETS["flowers102"] = (
+    "Oxford Flowers-102: 102 flower classes, from the release's jpg/ (or 102flowers.tgz), "
+    "imagelabels.mat and setid.mat; the official splits, each with all 102 classes (1,020 / "
+    "1,020 / 6,149 images), RGB resized to image_size (default 84)"
+)
+DATASETS["pets"] = (
+    "Oxford-IIIT Pets: 37 cat and dog breeds, from the release's images/ and annotations/ "
+    "(or their .tar.gz); test = test.txt (3,669), train / val from trainval.txt (every 5th "
+    "image of a class is val), all 37 classes in each split, RGB resized to image_size "
+    "(default 84)"
+)
 ALIASES: dict[str, str] = {
     "doubled": "doublemnist",
     "tripled": "triplemnist",
@@ -50,6 +64,10 @@ ALIASES: dict[str, str] = {
     "mini-imagenet": "miniimagenet",
     "fashion": "fashionmnist",
     "fashion-mnist": "fashionmnist",
+    "flowers": "flowers102",
+    "oxford-flowers": "flowers102",
+    "oxford-pets": "pets",
+    "oxford-iiit-pets": "pets",
 }
 SPLITS = ("train", "val", "test", "trainval")  # trainval: train + val, for final training
 
@@ -75,7 +93,18 @@ OPTIONS["triplemnist"] = dict(OPTIONS["doublemnist"])
 OPTIONS["miniimagenet"] = {"path": None, "progress": True}
 OPTIONS["fc100"] = {"path": None, "download": False, "progress": True}
 OPTIONS["fashionmnist"] = {"path": None, "progress": True}
-for _name in ("doublemnist", "triplemnist", "omniglot", "miniimagenet", "fc100", "fashionmnist"):
+OPTIONS["flowers102"] = {"path": None, "image_size": 84, "progress": True}
+OPTIONS["pets"] = {"path": None, "image_size": 84, "progress": True}
+for _name in (
+    "doublemnist",
+    "triplemnist",
+    "omniglot",
+    "miniimagenet",
+    "fc100",
+    "fashionmnist",
+    "flowers102",
+    "pets",
+):
     OPTIONS[_name]["resize"] = None  # an image size to resize to at load (see ``resized``)
 
 
@@ -161,6 +190,14 @@ def load_split(
         from fsbench.data.fashion import load_fashion_mnist
 
         store = load_fashion_mnist(split, data_root=root, device=dev, **opts)
+    elif canonical == "flowers102":
+        from fsbench.data.oxford import load_flowers102
+
+        store = load_flowers102(split, data_root=root, device=dev, **opts)
+    elif canonical == "pets":
+        from fsbench.data.oxford import load_pets
+
+        store = load_pets(split, data_root=root, device=dev, **opts)
     else:
         from fsbench.data.omniglot import load_omniglot
 
