@@ -24,9 +24,10 @@ alpha is dropped), then the centred square of side min(width, height) is resized
 ``image_size`` x ``image_size`` with PIL's antialiased bilinear filter (= shorter side to
 ``image_size``, then a centre crop). Large JPEGs are decoded at a reduced DCT scale first, never
 below twice ``image_size`` on the shorter side (PIL's ``draft``). Each split is stored as uint8
-[N, 3, S, S], grouped by class (the release's order within a class), and cached under
-``data_root/<dataset>/cache`` keyed by the source folder, ``image_size`` and the files'
-names, sizes and modification times, so the second load only reads the cache.
+[N, 3, S, S], grouped by class (within a class: Flowers by image number, Pets in its list's
+order), and cached under ``data_root/<dataset>/cache`` keyed by the source folder,
+``image_size`` and the files' names, sizes and modification times, so the second load only reads
+the cache.
 """
 
 from __future__ import annotations
