@@ -93,8 +93,8 @@ def test_vectorised_equals_per_sample(args: ObjectView) -> None:
         np.testing.assert_array_equal(fast[key], slow[key])
     for key in ("x", "x_test", "t"):
         assert fast[key].shape == slow[key].shape
-        if slow[key].size:
-            assert np.abs(fast[key] - slow[key]).max() <= 1e-9
+        # NaN in the same places (no noise at all: std 0), values within 1e-9 elsewhere
+        np.testing.assert_allclose(fast[key], slow[key], rtol=0, atol=1e-9)
 
 
 @settings(max_examples=10, deadline=None)
