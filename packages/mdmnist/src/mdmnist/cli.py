@@ -8,6 +8,7 @@ import sys
 import click
 
 from .errors import MdmnistError
+from .lifecycle import Terminated, stop_signals_raise
 from .writers import FORMATS
 
 
@@ -23,13 +24,16 @@ class OneLineErrors(click.Group):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # type: ignore[override]
         """Run the command; report usage and input errors in one line."""
         try:
-            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            with stop_signals_raise():
+                result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.ClickException as exc:
             _fail(exc.format_message(), exc.exit_code)
         except MdmnistError as exc:
             _fail(str(exc), 1)
         except (click.Abort, KeyboardInterrupt):
             _fail("interrupted; no partial output was left", 130)
+        except Terminated as exc:
+            _fail(f"stopped by {exc}; no partial output was left", 128 + exc.signum)
         if not standalone_mode:
             return result
         sys.exit(result if isinstance(result, int) else 0)

@@ -7,7 +7,6 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 import shutil
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from . import __version__
 from .errors import MdmnistError
 from .idx import MnistPool, load_mnist
 from .layout import check_replaceable
+from .lifecycle import missing_parents, remove_created, remove_stale_temps, temp_token
 from .manifest import MANIFEST_VERSION, file_sha256, write_manifest
 from .randomness import LegacyDrawStream, draw_class
 from .render import ClassJob, ClassResult, init_worker, render_class
@@ -179,13 +179,14 @@ def _jobs(
 def _results(jobs: Iterator[ClassJob], pool: MnistPool, workers: int) -> Iterator[ClassResult]:
     """Render jobs in order; with several workers keep a bounded window of jobs in flight."""
     if workers == 1:
-        init_worker(pool.images, ignore_sigint=False)
+        init_worker(pool.images, in_process=True)
         for job in jobs:
             yield render_class(job)
         return
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with cf.ProcessPoolExecutor(workers, context, init_worker, (pool.images,)) as executor:
+    initargs = (pool.images, False, os.getpid())
+    with cf.ProcessPoolExecutor(workers, context, init_worker, initargs) as executor:
         pending: collections.deque[cf.Future] = collections.deque()
         try:
             for job in jobs:
@@ -293,6 +294,34 @@ def _close(pair: tuple, quiet: bool = False) -> None:
                 raise
 
 
+def _swap_in(tmp: Path, out: Path, old: Path) -> None:
+    """Rename the finished TMP to OUT; an existing OUT is moved to OLD first and back on failure."""
+    replacing = out.exists() or out.is_symlink()
+    if replacing:
+        check_replaceable(out)  # again: files may have appeared while we were working
+        out.rename(old)  # overwrite: swap in the new output, then drop the old one
+    try:
+        tmp.rename(out)
+    except OSError:
+        if replacing:
+            old.rename(out)
+        raise
+
+
+def _make_temp(out: Path) -> tuple[Path, list[Path]]:
+    """Create the hidden temp folder beside OUT; return it and the parent folders created for it."""
+    parent = out.absolute().parent
+    created = missing_parents(parent)
+    tmp = parent / f".{out.name}.tmp-{temp_token()}"
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+    except OSError as exc:
+        remove_created(created)
+        raise MdmnistError(f"cannot write output {out}: {exc.strerror or exc}") from None
+    return tmp, created
+
+
 def generate(
     num_digit: int = 2,
     image_size: tuple[int, int] | None = None,
@@ -316,21 +345,16 @@ def generate(
         if output is not None
         else default_output_name(config.num_digit, config.seed, config.image_size)
     )
+    remove_stale_temps(out)  # left by killed runs (their pids are gone)
     if (out.exists() or out.is_symlink()) and not overwrite:
         raise MdmnistError(f"output {out} already exists; pass --overwrite to replace it")
     check_replaceable(out)
     pool = load_mnist(mnist_path)
     for split in SPLITS:  # fail early, before any work, if a digit has no source image
         digit_index_lists(pool, split, config.disjoint_sources)
-    parent = out.absolute().parent
-    token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp = parent / f".{out.name}.tmp-{token}"
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp.mkdir()
-    except OSError as exc:
-        raise MdmnistError(f"cannot write output {out}: {exc.strerror or exc}") from None
-    old = parent / f".{out.name}.old-{token}"
+    tmp, created = _make_temp(out)
+    old = tmp.with_name(tmp.name.replace(".tmp-", ".old-", 1))
+    done = False
     try:
         sections = _render_all(config, pool, workers, tmp, progress)
         manifest = {
@@ -341,16 +365,8 @@ def generate(
             **sections,
         }
         write_manifest(tmp, manifest)
-        replacing = out.exists() or out.is_symlink()
-        if replacing:
-            check_replaceable(out)  # again: files may have appeared while we were working
-            out.rename(old)  # overwrite: swap in the new output, then drop the old one
-        try:
-            tmp.rename(out)
-        except OSError:
-            if replacing:
-                old.rename(out)
-            raise
+        _swap_in(tmp, out, old)
+        done = True
     except OSError as exc:
         raise MdmnistError(f"cannot write output {out}: {exc.strerror or exc}") from None
     finally:
@@ -359,4 +375,6 @@ def generate(
                 shutil.rmtree(leftover, ignore_errors=True)
             elif leftover.exists() or leftover.is_symlink():
                 leftover.unlink()
+        if not done:
+            remove_created(created)
     return out

@@ -12,18 +12,25 @@ from pathlib import Path
 import numpy as np
 
 from .composite import composite
+from .lifecycle import STOP_SIGNALS, die_with_parent
 from .png import deflate, encode_gray
 
 # Source digits of the worker process, set once by init_worker (inherited on fork).
 _DIGITS: np.ndarray | None = None
 
 
-def init_worker(digits: np.ndarray, ignore_sigint: bool = True) -> None:
-    """Give the process its source digits; workers leave Ctrl-C to the parent, which cleans up."""
+def init_worker(digits: np.ndarray, in_process: bool = False, parent_pid: int = 0) -> None:
+    """Give the process its source digits. A worker process leaves Ctrl-C to its parent (which
+    cleans up), stops at once on SIGTERM/SIGHUP and ends by itself when the parent dies."""
     global _DIGITS
     _DIGITS = digits
-    if ignore_sigint:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if in_process:
+        return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)  # not the parent's handler, inherited through fork
+    if parent_pid:
+        die_with_parent(parent_pid)
 
 
 @dataclass

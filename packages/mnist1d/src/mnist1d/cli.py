@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 import numpy as np
 
-from mnist1d.arguments import DATASET_ARGS, DEFAULTS, ArgumentError, check_args
+from mnist1d.arguments import DATASET_ARGS, DEFAULTS, ArgumentError, DatasetArgs, check_args
 from mnist1d.storage import (
     StorageError,
     atomic_path,
@@ -80,6 +84,32 @@ def _usage_error(
     return click.BadParameter(str(error), param_hint=hint) if hint else click.UsageError(str(error))
 
 
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+def _stop(signum: int, frame: object) -> None:
+    """SIGTERM/SIGHUP act like Ctrl-C: unwind (temp files are removed), exit 128 + signal."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)  # let the cleanup finish
+    name = signal.Signals(signum).name
+    click.echo(f"Error: stopped by {name}; no partial output was left", err=True)
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def _stop_signals_exit() -> Iterator[None]:
+    """Within the block SIGTERM/SIGHUP unwind like Ctrl-C (main thread only); restored afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _stop) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="mnist1d")
 def main() -> None:
@@ -100,9 +130,6 @@ def main() -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def make(output: Path, overwrite: bool, quiet: bool, **kwargs: Any) -> None:
     """Generate MNIST-1D with the given arguments and write it to OUTPUT atomically."""
-    from mnist1d.data import get_templates
-    from mnist1d.generator import generate
-
     try:
         args = check_args(kwargs)
         file_format(output)
@@ -112,6 +139,21 @@ def make(output: Path, overwrite: bool, quiet: bool, **kwargs: Any) -> None:
     except StorageError as e:
         raise _usage_error(e, "--output") from None
 
+    with _stop_signals_exit():
+        dataset = _generate_with_progress(args, quiet)
+        _save(dataset, output, args, overwrite)
+    if not quiet:
+        click.echo(
+            f"wrote {output} ({file_format(output)}): x {dataset['x'].shape}, "
+            f"x_test {dataset['x_test'].shape}, t {dataset['t'].shape}"
+        )
+
+
+def _generate_with_progress(args: DatasetArgs, quiet: bool) -> dict[str, Any]:
+    """Generate the dataset, with a progress bar on stderr for large ones."""
+    from mnist1d.data import get_templates
+    from mnist1d.generator import generate
+
     per_class = args.num_samples // 10
     with click.progressbar(
         length=per_class * 10,
@@ -119,18 +161,17 @@ def make(output: Path, overwrite: bool, quiet: bool, **kwargs: Any) -> None:
         file=sys.stderr,
         hidden=quiet or per_class * 10 < 100_000,
     ) as bar:
-        dataset = generate(args, get_templates(), progress=bar.update, sync_global_rng=False)
+        return generate(args, get_templates(), progress=bar.update, sync_global_rng=False)
+
+
+def _save(dataset: dict[str, Any], output: Path, args: DatasetArgs, overwrite: bool) -> None:
+    """Write the dataset atomically; storage problems become one usage-error line."""
     try:
-        fmt = save_dataset(dataset, output, args=args.to_dict(), overwrite=overwrite)
+        save_dataset(dataset, output, args=args.to_dict(), overwrite=overwrite)
     except StorageError as e:
         raise _usage_error(e, "--output") from None
     except OSError as e:
         raise click.UsageError(f"cannot write {os.fspath(output)!r}: {e.strerror or e}") from None
-    if not quiet:
-        click.echo(
-            f"wrote {output} ({fmt}): x {dataset['x'].shape}, x_test {dataset['x_test'].shape}, "
-            f"t {dataset['t'].shape}"
-        )
 
 
 def _load(path: Path) -> tuple[dict[str, Any], dict[str, Any] | None, str]:

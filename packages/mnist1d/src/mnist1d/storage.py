@@ -7,6 +7,7 @@ import json
 import os
 import pickle
 import pickletools
+import re
 import tempfile
 import urllib.request
 import zipfile
@@ -90,6 +91,31 @@ def check_writable(
         )
 
 
+def _alive(pid: int) -> bool:
+    """True if process ``pid`` exists (or may: it belongs to another user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid > 0
+
+
+def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
+    """Delete ``.NAME.tmp-PID-*`` files beside ``path`` whose process is gone (left by a SIGKILL)."""
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.tmp-(\d+)-\w+{re.escape(path.suffix)}")
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in path.parent.iterdir():
+            match = pattern.fullmatch(entry.name)
+            if match and entry.is_file() and not _alive(int(match.group(1))):
+                entry.unlink(missing_ok=True)
+                removed.append(entry)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(
     path: str | os.PathLike[str], overwrite: bool = False, datasets_only: bool = False
@@ -97,9 +123,10 @@ def atomic_path(
     """Yield a temporary path beside ``path``; on success move it into place, on failure remove it."""
     check_writable(path, overwrite, datasets_only)
     path = Path(path)
+    remove_stale_temps(path)
     try:
         fd, tmp = tempfile.mkstemp(
-            prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent
+            prefix=f".{path.name}.tmp-{os.getpid()}-", suffix=path.suffix, dir=path.parent
         )
     except OSError as e:
         raise StorageError(f"cannot write {os.fspath(path)!r}: {e.strerror or e}") from None
