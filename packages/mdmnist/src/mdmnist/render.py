@@ -74,7 +74,7 @@ FILE_THREADS = 4  # file creation waits on the disk and releases the GIL: overla
 
 def write_file(path: str, data: bytes) -> None:
     """Create PATH (it must not exist yet) holding DATA."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # less the umask
     try:
         view = memoryview(data)
         while view:

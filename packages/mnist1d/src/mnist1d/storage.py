@@ -91,6 +91,13 @@ def check_writable(
         )
 
 
+def current_umask() -> int:
+    """The process's umask (read by setting it and putting it back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _alive(pid: int) -> bool:
     """True if process ``pid`` exists (or may: it belongs to another user)."""
     try:
@@ -130,7 +137,10 @@ def atomic_path(
         )
     except OSError as e:
         raise StorageError(f"cannot write {os.fspath(path)!r}: {e.strerror or e}") from None
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; give what open() would
+    finally:
+        os.close(fd)
     try:
         yield tmp
         check_writable(path, overwrite, datasets_only)  # again: it may have appeared meanwhile
