@@ -17,6 +17,7 @@ import os
 import random
 import sys
 import tempfile
+import warnings
 from importlib.metadata import version
 
 import numpy as np
@@ -89,6 +90,44 @@ CASES: list[tuple[str, dict]] = [
         "max_seed_tiny",
         {"seed": 2**32 - 1, "num_samples": 19, "train_split": 0.3, "iid_noise_scale": 0.1},
     ),
+    # Values outside the obvious ranges that the reference still turns into a dataset.
+    (
+        "all_train_negative_scales",
+        {
+            "train_split": 1.0,
+            "scale_coeff": -0.4,
+            "iid_noise_scale": -0.05,
+            "corr_noise_scale": -0.3,
+            "shear_scale": -1.0,
+            "num_samples": 500,
+        },
+    ),
+    (
+        "reversed_padding_one_point",
+        {
+            "padding": [10, 5],
+            "template_len": 0,
+            "final_seq_length": 1,
+            "train_split": -0.2,
+            "shuffle_seq": 1,
+            "num_samples": 300,
+        },
+    ),
+    (
+        "negative_high_padding_64bit_shift",
+        {
+            "padding": [3, -2],
+            "template_len": 5,
+            "max_translation": 2**40 + 3,
+            "train_split": 0.0,
+            "shuffle_seq": "yes",
+            "num_samples": 300,
+        },
+    ),
+    ("largest_shift_bound", {"max_translation": 2**63, "num_samples": 200, "train_split": 1.5}),
+    ("empty_signals", {"final_seq_length": 0, "num_samples": 100}),
+    ("nan_scale", {"scale_coeff": float("nan"), "num_samples": 100}),
+    ("inf_corr_noise_no_padding", {"corr_noise_scale": float("inf"), "padding": [0, 0]}),
 ]
 
 
@@ -97,7 +136,9 @@ def run_case(overrides: dict) -> dict[str, np.ndarray]:
     args = get_dataset_args()
     for key, value in overrides.items():
         setattr(args, key, value)
-    data = make_dataset(args)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the nan/inf and empty cases warn about invalid values
+        data = make_dataset(args)
     arrays = {k: np.asarray(data[k]) for k in ("x", "y", "x_test", "y_test", "t")}
     for k in ("x", "t", "y"):
         arrays[f"templates_{k}"] = np.asarray(data["templates"][k])

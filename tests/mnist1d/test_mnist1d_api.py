@@ -96,21 +96,24 @@ def test_make_dataset_accepts_a_dict_and_custom_templates() -> None:
         ({"num_samples": -10}, "num_samples"),
         ({"num_samples": 9}, "num_samples"),
         ({"num_samples": 100.0}, "num_samples"),
-        ({"train_split": 0.0}, "train_split"),
-        ({"train_split": 1.0}, "train_split"),
-        ({"template_len": 0}, "template_len"),
-        ({"padding": [5, 3]}, "padding"),
+        ({"train_split": float("nan")}, "train_split"),
+        ({"train_split": float("inf")}, "train_split"),
+        ({"train_split": "0.8"}, "train_split"),
+        ({"template_len": -59}, "template_len"),
+        ({"template_len": 12.0}, "template_len"),
+        ({"padding": [3, -3]}, "padding"),
         ({"padding": [-1, 3]}, "padding"),
         ({"padding": [1]}, "padding"),
+        ({"padding": [1.0, 3]}, "padding"),
         ({"max_translation": 0}, "max_translation"),
-        ({"final_seq_length": 1}, "final_seq_length"),
-        ({"corr_noise_scale": -0.1}, "corr_noise_scale"),
-        ({"iid_noise_scale": float("nan")}, "iid_noise_scale"),
-        ({"shear_scale": -1}, "shear_scale"),
+        ({"max_translation": 48.0}, "max_translation"),
+        ({"max_translation": 2**63 + 1}, "max_translation"),
+        ({"final_seq_length": -1}, "final_seq_length"),
         ({"scale_coeff": "big"}, "scale_coeff"),
         ({"seed": -1}, "seed"),
         ({"seed": 2**32}, "seed"),
-        ({"shuffle_seq": "yes"}, "shuffle_seq"),
+        ({"seed": 3.0}, "seed"),
+        ({"shuffle_seq": np.array([True, False])}, "shuffle_seq"),
     ],
 )
 def test_bad_args_raise_value_error_naming_the_argument(overrides: dict, name: str) -> None:
@@ -118,6 +121,45 @@ def test_bad_args_raise_value_error_naming_the_argument(overrides: dict, name: s
         make_dataset(small_args(**overrides))
     assert isinstance(info.value, ArgumentError) and info.value.name == name
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"train_split": 1.0},
+        {"train_split": 0.0},
+        {"train_split": -0.2},
+        {"train_split": 7},
+        {"scale_coeff": -0.4, "iid_noise_scale": -0.1, "corr_noise_scale": -1, "shear_scale": -2},
+        {"scale_coeff": float("nan")},
+        {"template_len": 0},
+        {"template_len": -50},
+        {"padding": [10, 5]},
+        {"padding": [3, -2]},
+        {"final_seq_length": 1},
+        {"final_seq_length": 0},
+        {"max_translation": 2**40 + 3},
+        {"max_translation": 2**63},
+        {"max_translation": True, "seed": True},
+        {"shuffle_seq": "yes"},
+        {"shuffle_seq": None},
+    ],
+)
+def test_values_the_reference_accepts_are_accepted(overrides: dict) -> None:
+    """A drop-in takes every value the reference turns into a dataset (the oracle checks the numbers)."""
+    data = make_dataset(small_args(**overrides))
+    total = len(data["y"]) + len(data["y_test"])
+    assert total == 200 and data["x"].shape[1] == data["t"].shape[0]
+
+
+def test_reversed_padding_draws_like_the_reference() -> None:
+    """With low > high the reference's int() truncation pads from high + 2 up to low."""
+    from mnist1d.arguments import pad_range
+
+    assert pad_range(10, 5) == (7, 10) and pad_range(5, 4) == (5, 5) and pad_range(3, -2) == (0, 3)
+    np.random.seed(0)
+    drawn = {len(pad(np.zeros(12), (10, 5))) - 12 for _ in range(200)}
+    assert drawn == set(range(7, 11))
 
 
 def test_chunking_and_table_fallback_do_not_change_numbers(monkeypatch: pytest.MonkeyPatch) -> None:

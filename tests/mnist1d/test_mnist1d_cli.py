@@ -94,18 +94,18 @@ def test_make_passes_every_option(tmp_path: Path) -> None:
     [
         (["--num-samples", "0"], "--num-samples"),
         (["--num-samples", "-5"], "--num-samples"),
-        (["--template-len", "0"], "--template-len"),
-        (["--template-len", "-3"], "--template-len"),
-        (["--final-seq-length", "1"], "--final-seq-length"),
-        (["--final-seq-length", "0"], "--final-seq-length"),
+        (["--num-samples", "9"], "--num-samples"),
+        (["--template-len", "-59"], "--template-len"),
+        (["--template-len", "1.5"], "--template-len"),
+        (["--final-seq-length", "-1"], "--final-seq-length"),
         (["--max-translation", "0"], "--max-translation"),
-        (["--padding", "10", "5"], "--padding"),
+        (["--max-translation", str(2**63 + 1)], "--max-translation"),
+        (["--padding", "3", "-3"], "--padding"),
         (["--padding", "-1", "5"], "--padding"),
-        (["--train-split", "0"], "--train-split"),
-        (["--train-split", "1"], "--train-split"),
-        (["--train-split", "1.5"], "--train-split"),
-        (["--corr-noise-scale", "-1"], "--corr-noise-scale"),
+        (["--train-split", "nan"], "--train-split"),
+        (["--train-split", "inf"], "--train-split"),
         (["--seed", "-1"], "--seed"),
+        (["--seed", str(2**32)], "--seed"),
         (["--num-samples", "many"], "--num-samples"),
     ],
 )
@@ -115,6 +115,29 @@ def test_make_rejects_bad_arguments_and_writes_nothing(
     result = run("make", *argv, "--output", str(tmp_path / "out.npz"))
     assert_usage_error(result, option)
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--train-split", "1.0"],
+        ["--train-split", "0"],
+        ["--scale-coeff", "-0.4"],
+        ["--iid-noise-scale", "-0.1"],
+        ["--corr-noise-scale", "-1"],
+        ["--padding", "10", "5"],
+        ["--template-len", "0", "--final-seq-length", "1"],
+        ["--max-translation", str(2**40)],
+    ],
+)
+def test_make_accepts_what_the_reference_accepts(tmp_path: Path, argv: list[str]) -> None:
+    out = tmp_path / "d.npz"
+    result = run("make", "--num-samples", "100", *argv, "--output", str(out))
+    assert result.exit_code == 0, result.output
+    data, stored = load_dataset(out)
+    expected = make_dataset(dict(stored))
+    for key in ("x", "x_test", "y_test"):
+        np.testing.assert_array_equal(data[key], expected[key])
 
 
 @pytest.mark.parametrize("name", ["out.txt", "out", "out.npy"])

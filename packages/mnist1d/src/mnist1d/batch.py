@@ -104,12 +104,18 @@ class BatchTransform:
         self.templates_x = templates_x
         self.length = length = args.dilated_len
         low, high = args.padding
-        self.num_pads = high - low + 1
+        self.pad_draw_width = high - low + 1  # the reference's padding is low + int(rand() * this)
+        self.pad_min, pad_max = args.pad_range
+        self.num_pads = pad_max - self.pad_min + 1
         self.table_windows = None
         if len(templates_x) * self.num_pads * 2 * length <= TABLE_LIMIT:
             # every (label, padding) template, twice over, so that a roll by k is the window at length - k
             table = np.array(
-                [dilate(tx, low + p, length) for tx in templates_x for p in range(self.num_pads)]
+                [
+                    dilate(tx, self.pad_min + p, length)
+                    for tx in templates_x
+                    for p in range(self.num_pads)
+                ]
             )
             self.table_windows = sliding_window_view(
                 np.concatenate([table, table], axis=1), length, axis=1
@@ -128,7 +134,7 @@ class BatchTransform:
         # huge padding ranges: build only the (label, padding) pairs this chunk uses
         keys = labels.astype(np.int64) * self.num_pads + pad_ix
         uniq, inverse = np.unique(keys, return_inverse=True)
-        low = self.args.padding[0]
+        low = self.pad_min
         rows = np.array(
             [
                 dilate(self.templates_x[k // self.num_pads], low + k % self.num_pads, length)
@@ -142,7 +148,9 @@ class BatchTransform:
     def __call__(self, draws: ChunkDraws, labels: np.ndarray) -> np.ndarray:
         """Transform one chunk: (final_seq_length, n) signals as columns, in generation order."""
         args, length = self.args, self.length
-        pad_ix = (draws.pad_u * self.num_pads).astype(np.int64)  # int(rand() * (high - low + 1))
+        # low + int(rand() * (high - low + 1)); astype truncates towards zero like int()
+        low = args.padding[0]
+        pad_ix = low - self.pad_min + (draws.pad_u * self.pad_draw_width).astype(np.int64)
         # translate: concatenate([x[-k:], x[:-k]]) is a roll by k, and no change at all when k >= length
         shift = np.where(draws.shift < length, draws.shift, 0)
         rolled = self._dilated_and_rolled(
@@ -160,7 +168,11 @@ class BatchTransform:
             draws.normals[:, :length].T, args.corr_noise_scale, out=ext[CORR_RADIUS:-CORR_RADIUS]
         )
         noise = self.corr(ext)
-        np.copyto(noise, x, where=x != 0)
+        if np.isfinite(noise).all():
+            np.copyto(noise, x, where=x != 0)
+        else:  # inf or nan noise: the reference's mask * x + (1 - mask) * noise, where 0 * inf = nan
+            mask = x != 0
+            noise = mask * x + (1 - mask) * noise
         iid = np.multiply(
             draws.normals[:, length:].T, args.iid_noise_scale, out=x
         )  # x is no longer needed

@@ -27,17 +27,21 @@ from mnist1d.storage import (
 PLOT_FORMATS = (".png", ".pdf", ".svg")
 
 _HELP = {
-    "num_samples": "Samples in total (train + test); num_samples // 10 per class.",
-    "train_split": "Fraction of samples in the training set, in (0, 1).",
-    "template_len": "Template length used to size the dilated signal (template_len + padding high).",
-    "padding": "Random zero padding range LOW HIGH appended to each template.",
-    "scale_coeff": "Random scale factor spread: 1 + scale_coeff * U(-0.5, 0.5).",
-    "max_translation": "Random shift drawn from [0, max_translation).",
-    "corr_noise_scale": "Scale of the correlated (smoothed) background noise.",
-    "iid_noise_scale": "Scale of the independent noise added everywhere.",
-    "shear_scale": "Random shear spread: shear_scale * U(-0.5, 0.5).",
+    "num_samples": "Samples in total (train + test), >= 10; num_samples // 10 per class.",
+    "train_split": "Fraction of samples in the training set: the first int(total * split) "
+    "(any finite number, as in the reference: 1.0 means no test set).",
+    "template_len": "Template length used to size the dilated signal (template_len + padding "
+    "high, which must be >= 2).",
+    "padding": "Random zero padding LOW + int(U(0,1) * (HIGH - LOW + 1)) appended to each "
+    "template; LOW >= 0 and HIGH >= -2.",
+    "scale_coeff": "Random scale factor spread: 1 + scale_coeff * U(-0.5, 0.5) (any sign).",
+    "max_translation": "Random shift drawn from [0, max_translation), 1 <= max_translation "
+    "<= 2**63.",
+    "corr_noise_scale": "Scale of the correlated (smoothed) background noise (any sign).",
+    "iid_noise_scale": "Scale of the independent noise added everywhere (any sign).",
+    "shear_scale": "Random shear spread: shear_scale * U(-0.5, 0.5) (any sign).",
     "shuffle_seq": "Shuffle the sequence dimension with one fixed permutation.",
-    "final_seq_length": "Length of every output signal (>= 2).",
+    "final_seq_length": "Length of every output signal (>= 0).",
     "seed": "Seed of NumPy's legacy generator (0 <= seed < 2**32).",
 }
 
