@@ -114,3 +114,42 @@ def test_preview_from_a_single_format(tmp_path, fmt):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "p.png").stat().st_size > 1000
     assert not list(tmp_path.glob(".*"))  # no temp file left
+
+
+@pytest.mark.parametrize(
+    ("stray", "folder"),
+    [("notes.txt", False), ("extra", True), ("train/99", True), ("val/x.txt", False)],
+)
+def test_stray_files_and_folders_are_reported(tmp_path, pristine, stray, folder):
+    """The issue: a stray top-level file and an extra class folder went unnoticed."""
+    copy = tmp_path / "copy"
+    shutil.copytree(pristine, copy)
+    path = copy / stray
+    path.mkdir() if folder else path.write_text("x")
+    problems = mdmnist.verify(copy)
+    assert len(problems) == 1 and problems[0].startswith(f"stray {stray}")
+    result = CliRunner().invoke(cli, ["verify", "--quiet", str(copy)])
+    assert result.exit_code == 1 and stray in result.output
+
+
+def test_stray_png_in_a_class_folder_is_reported(tmp_path, pristine):
+    copy = tmp_path / "copy"
+    shutil.copytree(pristine, copy)
+    folder = next((copy / "test").iterdir())
+    (folder / f"99_{folder.name}.png").write_bytes(b"\x89PNG")
+    problems = mdmnist.verify(copy)
+    assert any(p.startswith(f"stray test/{folder.name}/99_") for p in problems), problems
+
+
+def test_verify_reports_progress(pristine):
+    """Long checks are not silent: progress goes through every step, shown as a bar in the CLI."""
+    from mdmnist.manifest import read_manifest
+    from mdmnist.verify import count_steps
+
+    steps = []
+    assert mdmnist.verify(pristine, progress=steps.append) == []
+    assert sum(steps) == count_steps(read_manifest(pristine)) > 10
+    result = CliRunner().invoke(cli, ["verify", str(pristine)])
+    assert result.exit_code == 0 and "verify: 100%" in result.output
+    quiet = CliRunner().invoke(cli, ["verify", "--quiet", str(pristine)])
+    assert quiet.exit_code == 0 and "verify:" not in quiet.output

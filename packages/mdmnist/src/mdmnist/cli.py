@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -160,16 +161,30 @@ def generate_cmd(**opts) -> None:
 
 @cli.command("verify")
 @click.argument("directory", type=click.Path())
-def verify_cmd(directory: str) -> None:
-    """Re-check every format in DIRECTORY against its manifest.json."""
-    from .verify import verify
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def verify_cmd(directory: str, quiet: bool) -> None:
+    """Re-check every format in DIRECTORY against its manifest.json, and report stray files."""
+    from tqdm import tqdm
 
-    problems = verify(directory)
+    from .manifest import read_manifest
+    from .verify import count_steps, verify
+
+    if not Path(directory).is_dir():
+        raise MdmnistError(f"{directory} is not a directory")
+    manifest = read_manifest(Path(directory))  # not a dataset: one Error line, no progress bar
+    try:
+        total = count_steps(manifest)
+    except (KeyError, TypeError, AttributeError):
+        total = None  # a malformed manifest: verify reports it
+    with tqdm(total=total, unit="check", desc="verify", disable=quiet, smoothing=0.1) as bar:
+        problems = verify(directory, progress=bar.update)
     for line in problems[:20]:
         click.echo(f"MISMATCH {line}", err=True)
+    if len(problems) > 20:
+        click.echo(f"... and {len(problems) - 20} more", err=True)
     if problems:
         _fail(f"{directory}: {len(problems)} mismatch(es) with manifest.json", 1)
-    click.echo(f"OK {directory}: every format matches manifest.json")
+    click.echo(f"OK {directory}: every format matches manifest.json, no stray files")
 
 
 @cli.command("preview")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
@@ -12,11 +13,14 @@ import numpy as np
 from PIL import Image
 
 from .errors import MdmnistError
+from .layout import stray_paths
 from .manifest import file_sha256, read_manifest, seal_digest
 from .render import png_filename
 from .splits import SPLITS, split_classes
 from .writers.hdf5 import hdf5_filename
 from .writers.torchmeta import data_filename, labels_filename, torchmeta_order
+
+Tick = Callable[[int], None]  # progress callback: called with the number of steps just done
 
 
 def _decode(data: bytes) -> np.ndarray:
@@ -43,10 +47,11 @@ def _check_pngs(label: str, pngs: list[bytes], expect: dict, name: str) -> list[
     return problems
 
 
-def _verify_png(root: Path, split: str, expect: dict, count: int) -> list[str]:
+def _verify_png(root: Path, split: str, expect: dict, count: int, tick: Tick) -> list[str]:
     """PNG tree: exactly the expected files per class, bytes and pixels as recorded."""
     problems = []
     for name in expect["classes"]:
+        tick(1)
         folder = root / split / name
         wanted = {png_filename(k, name) for k in range(count)}
         present = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
@@ -59,7 +64,7 @@ def _verify_png(root: Path, split: str, expect: dict, count: int) -> list[str]:
     return problems
 
 
-def _verify_hdf5(root: Path, split: str, expect: dict, args: dict) -> list[str]:
+def _verify_hdf5(root: Path, split: str, expect: dict, args: dict, tick: Tick) -> list[str]:
     """Native HDF5: class names, shape and per-class pixel digests."""
     path = root / hdf5_filename(split)
     height, width = args["image_size"]
@@ -76,6 +81,7 @@ def _verify_hdf5(root: Path, split: str, expect: dict, args: dict) -> list[str]:
                 ]
             problems = []
             for i, name in enumerate(names):
+                tick(1)
                 digest = hashlib.sha256(np.ascontiguousarray(images[i]).data).hexdigest()
                 if digest != expect["pixels_sha256"].get(name):
                     problems.append(
@@ -86,7 +92,7 @@ def _verify_hdf5(root: Path, split: str, expect: dict, args: dict) -> list[str]:
         return [f"hdf5 {path.name}: unreadable ({exc})"]
 
 
-def _verify_torchmeta(root: Path, split: str, expect: dict, count: int) -> list[str]:
+def _verify_torchmeta(root: Path, split: str, expect: dict, count: int, tick: Tick) -> list[str]:
     """torchmeta export: sorted labels, one PNG-bytes dataset per class."""
     try:
         with open(root / labels_filename(split)) as fh:
@@ -101,6 +107,7 @@ def _verify_torchmeta(root: Path, split: str, expect: dict, count: int) -> list[
         with h5py.File(path, "r") as f:
             group = f["datasets"]
             for name in labels:
+                tick(1)
                 stored = group[name]
                 if len(stored) != count:
                     problems.append(
@@ -116,8 +123,25 @@ def _verify_torchmeta(root: Path, split: str, expect: dict, count: int) -> list[
     return problems
 
 
-def verify(directory: str | Path) -> list[str]:
-    """Every mismatch between DIRECTORY and its manifest, one line each (empty: all good)."""
+def _no_progress(steps: int) -> None:
+    """Progress callback that shows nothing."""
+
+
+def count_steps(manifest: dict) -> int:
+    """Progress steps of a full check: one per recorded file and one per class and format."""
+    formats = manifest["args"]["formats"]
+    per_format = sum(f in formats for f in ("png", "hdf5", "torchmeta"))
+    classes = sum(len(manifest["splits"][s]["classes"]) for s in SPLITS)
+    return len(manifest.get("files", {})) + classes * per_format
+
+
+def verify(directory: str | Path, progress: Tick | None = None) -> list[str]:
+    """Every mismatch between DIRECTORY and its manifest, one line each (empty: all good).
+
+    Stray files and folders (anything the manifest does not account for) are mismatches too.
+    ``progress(n)`` is called as work is done, count_steps(manifest) steps in all.
+    """
+    tick = progress or _no_progress
     root = Path(directory)
     if not root.is_dir():
         raise MdmnistError(f"{root} is not a directory")
@@ -137,7 +161,9 @@ def verify(directory: str | Path) -> list[str]:
             problems.append("manifest: class splits do not follow from its num_digit/ratios/seed")
     except (KeyError, TypeError, ValueError) as exc:
         return [f"manifest: malformed ({exc})"]
+    problems += [f"stray {p}: not written by mdmnist" for p in stray_paths(root, manifest)]
     for name, digest in sorted(manifest.get("files", {}).items()):
+        tick(1)
         path = root / name
         if not path.is_file():
             problems.append(f"file {name}: missing")
@@ -146,9 +172,9 @@ def verify(directory: str | Path) -> list[str]:
     for split in SPLITS:
         expect = splits[split]
         if "png" in formats:
-            problems += _verify_png(root, split, expect, count)
+            problems += _verify_png(root, split, expect, count, tick)
         if "hdf5" in formats:
-            problems += _verify_hdf5(root, split, expect, args)
+            problems += _verify_hdf5(root, split, expect, args, tick)
         if "torchmeta" in formats:
-            problems += _verify_torchmeta(root, split, expect, count)
+            problems += _verify_torchmeta(root, split, expect, count, tick)
     return problems
