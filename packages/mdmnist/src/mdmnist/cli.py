@@ -61,7 +61,13 @@ GENERATE_OPTIONS = [
         metavar="H W",
         help="Image height and width [default: 64 64 for 2 digits, 28N 28N otherwise].",
     ),
-    click.option("--num-image-per-class", type=int, default=1000, show_default=True),
+    click.option(
+        "--num-image-per-class",
+        type=int,
+        default=1000,
+        show_default=True,
+        help="Images per class (the published sets have 1000).",
+    ),
     click.option(
         "--train-val-test-ratio",
         type=int,
@@ -69,9 +75,15 @@ GENERATE_OPTIONS = [
         default=(64, 16, 20),
         show_default=True,
         metavar="A B C",
-        help="Class split ratios.",
+        help="Class split ratios train/val/test: three positive integers (need not sum to 100).",
     ),
-    click.option("--random-seed", type=int, default=123, show_default=True),
+    click.option(
+        "--random-seed",
+        type=int,
+        default=123,
+        show_default=True,
+        help="Seed of the class split and of every draw, 0 <= seed < 2**32 (123: published sets).",
+    ),
     click.option(
         "--output",
         type=click.Path(),
@@ -88,7 +100,12 @@ GENERATE_OPTIONS = [
     click.option(
         "--workers", type=int, default=None, help="Worker processes [default: CPU cores, max 8]."
     ),
-    click.option("--overwrite", is_flag=True, help="Replace an existing output directory."),
+    click.option(
+        "--overwrite",
+        is_flag=True,
+        help="Replace an existing output, only if it is an empty folder or an mdmnist output "
+        "with nothing added.",
+    ),
     click.option(
         "--disjoint-sources",
         is_flag=True,
@@ -132,7 +149,11 @@ def _run_generate(opts: dict) -> None:
     click.echo(f"wrote {out}")
 
 
-@click.group(cls=OneLineErrors, invoke_without_command=True)
+@click.group(
+    cls=OneLineErrors,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @_with_generate_options
 @click.version_option(package_name="mdmnist")
 @click.pass_context
@@ -190,8 +211,20 @@ def verify_cmd(directory: str, quiet: bool) -> None:
 @cli.command("preview")
 @click.argument("directory", type=click.Path())
 @click.option("--output", type=click.Path(), required=True, help="PNG file to write.")
-@click.option("--classes", type=click.IntRange(1, 50), default=6, show_default=True)
-@click.option("--per-class", type=click.IntRange(1, 50), default=8, show_default=True)
+@click.option(
+    "--classes",
+    type=click.IntRange(1, 50),
+    default=6,
+    show_default=True,
+    help="Classes shown per split (rows).",
+)
+@click.option(
+    "--per-class",
+    type=click.IntRange(1, 50),
+    default=8,
+    show_default=True,
+    help="Images shown per class (columns).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 def preview_cmd(directory: str, output: str, classes: int, per_class: int, overwrite: bool) -> None:
     """Draw a grid of samples per split into a PNG file."""
