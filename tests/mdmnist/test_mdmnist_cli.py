@@ -56,7 +56,7 @@ def test_generate_subcommand_and_default_format_png(tmp_path):
 
 
 BAD = [
-    (["--num-digit", "5"], "num-digit"),
+    (["--num-digit", "7"], "num-digit"),
     (["--num-digit", "0"], "num-digit"),
     (["--num-digit", "two"], "num-digit"),
     (["--image-size", "64", "50"], "image-size"),

@@ -51,7 +51,11 @@ def _default_workers() -> int:
 
 GENERATE_OPTIONS = [
     click.option(
-        "--num-digit", type=int, default=2, show_default=True, help="Digits per image (1..4)."
+        "--num-digit",
+        type=int,
+        default=2,
+        show_default=True,
+        help="Digits per image, 1..6 (10**N classes: 5 gives 100,000 classes).",
     ),
     click.option(
         "--image-size",
@@ -117,7 +121,13 @@ GENERATE_OPTIONS = [
         default=None,
         help="Directory with the four MNIST-shaped IDX files (gzipped or not) [default: embedded MNIST].",
     ),
-    click.option("--quiet", is_flag=True, help="No progress bar."),
+    click.option("--quiet", is_flag=True, help="No size estimate, no progress bar."),
+    click.option(
+        "--yes",
+        is_flag=True,
+        help="Start even a very large run (over 2,000,000 images, over 20 GiB, or more than "
+        "the free space); without it such a run is refused after the size estimate.",
+    ),
 ]
 
 
@@ -128,10 +138,48 @@ def _with_generate_options(func):
     return func
 
 
+def _check_size(opts: dict, workers: int) -> None:
+    """Print the size estimate (unless --quiet); refuse a very large run without --yes."""
+    from .estimate import estimate, free_bytes
+    from .pipeline import default_output_name, validate
+
+    config = validate(
+        opts["num_digit"],
+        opts["image_size"],
+        opts["num_image_per_class"],
+        opts["train_val_test_ratio"],
+        opts["random_seed"],
+        opts["formats"] or ("png",),
+        workers,
+        opts["disjoint_sources"],
+    )
+    plan = estimate(
+        config.num_digit,
+        config.image_size,
+        config.num_image_per_class,
+        config.ratios,
+        config.formats,
+        workers,
+    )
+    if not opts["quiet"]:
+        click.echo(plan.describe(), err=True)
+    out = Path(
+        opts["output"] or default_output_name(config.num_digit, config.seed, config.image_size)
+    )
+    refusal = plan.refusal(free_bytes(out))
+    if refusal and not opts["yes"]:
+        raise MdmnistError(
+            f"{refusal}; pass --yes to start it anyway, or lower --num-image-per-class or "
+            "--num-digit (nothing was written)"
+        )
+
+
 def _run_generate(opts: dict) -> None:
     """Call the API with the CLI options and print where the output went."""
     from .pipeline import generate
 
+    workers = opts["workers"] if opts["workers"] is not None else _default_workers()
+    _check_size(opts, workers)
     out = generate(
         num_digit=opts["num_digit"],
         image_size=opts["image_size"],
@@ -140,7 +188,7 @@ def _run_generate(opts: dict) -> None:
         seed=opts["random_seed"],
         output=opts["output"],
         formats=opts["formats"] or ("png",),
-        workers=opts["workers"] if opts["workers"] is not None else _default_workers(),
+        workers=workers,
         overwrite=opts["overwrite"],
         mnist_path=opts["mnist_path"],
         disjoint_sources=opts["disjoint_sources"],

@@ -20,13 +20,15 @@ from .layout import check_replaceable
 from .lifecycle import missing_parents, remove_created, remove_stale_temps, temp_token
 from .manifest import MANIFEST_VERSION, file_sha256, write_manifest
 from .randomness import LegacyDrawStream, draw_class
-from .render import ClassJob, ClassResult, init_worker, render_class
+from .render import ClassJob, ClassResult, init_worker, render_batch, render_class
 from .splits import SPLITS, class_digits, digit_index_lists, split_classes, split_counts
 from .writers import FORMATS
 from .writers.hdf5 import NativeHdf5Writer, hdf5_filename, images_per_chunk
 from .writers.torchmeta import TorchmetaWriter, data_filename, labels_filename
 
-SET_NAMES = {1: "single", 2: "double", 3: "triple", 4: "quadruple"}
+SET_NAMES = {1: "single", 2: "double", 3: "triple", 4: "quadruple", 5: "quintuple", 6: "sextuple"}
+# 10**n classes: beyond 6 digits the class lists and the manifest alone would take gigabytes.
+MAX_DIGITS = max(SET_NAMES)
 
 
 @dataclass(frozen=True)
@@ -65,9 +67,11 @@ def default_image_size(num_digit: int) -> tuple[int, int]:
 
 
 def _check_num_digit(num_digit: object) -> int:
-    """num_digit must be an integer in 1..4."""
-    if not _is_int(num_digit) or not 1 <= int(num_digit) <= 4:
-        raise MdmnistError(f"num-digit must be an integer from 1 to 4, got {num_digit!r}")
+    """num_digit must be an integer in 1..MAX_DIGITS."""
+    if not _is_int(num_digit) or not 1 <= int(num_digit) <= MAX_DIGITS:
+        raise MdmnistError(
+            f"num-digit must be an integer from 1 to {MAX_DIGITS}, got {num_digit!r}"
+        )
     return int(num_digit)
 
 
@@ -176,8 +180,25 @@ def _jobs(
             )
 
 
+BATCH_IMAGES = 512  # small classes travel to the workers in batches of about this many images
+
+
+def _batches(jobs: Iterator[ClassJob]) -> Iterator[list[ClassJob]]:
+    """Consecutive jobs grouped so each batch holds at least BATCH_IMAGES images (or one class)."""
+    batch: list[ClassJob] = []
+    images = 0
+    for job in jobs:
+        batch.append(job)
+        images += len(job.src)
+        if images >= BATCH_IMAGES:
+            yield batch
+            batch, images = [], 0
+    if batch:
+        yield batch
+
+
 def _results(jobs: Iterator[ClassJob], pool: MnistPool, workers: int) -> Iterator[ClassResult]:
-    """Render jobs in order; with several workers keep a bounded window of jobs in flight."""
+    """Render jobs in order; with several workers keep a bounded window of batches in flight."""
     if workers == 1:
         init_worker(pool.images, in_process=True)
         for job in jobs:
@@ -189,12 +210,12 @@ def _results(jobs: Iterator[ClassJob], pool: MnistPool, workers: int) -> Iterato
     with cf.ProcessPoolExecutor(workers, context, init_worker, initargs) as executor:
         pending: collections.deque[cf.Future] = collections.deque()
         try:
-            for job in jobs:
-                pending.append(executor.submit(render_class, job))
+            for batch in _batches(jobs):
+                pending.append(executor.submit(render_batch, batch))
                 if len(pending) >= 2 * workers:
-                    yield pending.popleft().result()
+                    yield from pending.popleft().result()
             while pending:
-                yield pending.popleft().result()
+                yield from pending.popleft().result()
         except BaseException:
             for future in pending:
                 future.cancel()

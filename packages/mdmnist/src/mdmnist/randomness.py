@@ -17,6 +17,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+PREFETCH = 1 << 16  # raw outputs fetched at once from the RandomState
+SMALL_DRAWS = 64  # up to this many draws per call, replay them one by one in Python
+
 
 class LegacyDrawStream:
     """The global legacy RNG after ``np.random.seed(seed)``, replayed in bulk."""
@@ -26,9 +29,11 @@ class LegacyDrawStream:
         self._buf = np.empty(0, dtype=np.uint32)
 
     def _ensure(self, size: int) -> np.ndarray:
-        """Raw 32-bit outputs not yet consumed, at least SIZE of them."""
+        """Raw 32-bit outputs not yet consumed, at least SIZE of them (fetched in big blocks:
+        the RandomState is private, so reading ahead changes nothing)."""
         if len(self._buf) < size:
-            extra = self._rs.randint(0, 2**32, size=size - len(self._buf), dtype=np.uint32)
+            more = max(size - len(self._buf), PREFETCH)
+            extra = self._rs.randint(0, 2**32, size=more, dtype=np.uint32)
             self._buf = np.concatenate([self._buf, extra])
         return self._buf
 
@@ -41,6 +46,10 @@ class LegacyDrawStream:
             return out
         rngs = [highs[i] - 1 for i in active]
         masks = [(1 << r.bit_length()) - 1 for r in rngs]
+        if rounds * len(active) <= SMALL_DRAWS:
+            values, _ = self._draw_few(rngs, masks, rounds)
+            out[:, active] = values
+            return out
         per_round = sum((m + 1) / (r + 1) for r, m in zip(rngs, masks, strict=True))
         need = int(rounds * per_round * 1.05) + 64 * len(active)
         while True:
@@ -52,6 +61,40 @@ class LegacyDrawStream:
                 self._buf = buf[consumed:]
                 return out
             need = int(need * 1.5) + 1024
+
+    def _draw_few(
+        self, rngs: list[int], masks: list[int], rounds: int
+    ) -> tuple[list[list[int]], int]:
+        """Few draws (small classes): the rejection loop in plain Python, cheaper than arrays."""
+        need = 2 * rounds * len(rngs) + 32
+        while True:
+            buf = self._ensure(need)
+            result = _replay_few(buf[:need].tolist(), rngs, masks, rounds)
+            if result is not None:
+                self._buf = buf[result[1] :]
+                return result
+            need *= 2
+
+
+def _replay_few(
+    words: list[int], rngs: list[int], masks: list[int], rounds: int
+) -> tuple[list[list[int]], int] | None:
+    """ROUNDS rounds of masked draws over WORDS one by one, or None if WORDS run out."""
+    pos = 0
+    values = []
+    for _ in range(rounds):
+        row = []
+        for r, m in zip(rngs, masks, strict=True):
+            while True:
+                if pos == len(words):
+                    return None
+                v = words[pos] & m
+                pos += 1
+                if v <= r:
+                    break
+            row.append(v)
+        values.append(row)
+    return values, pos
 
 
 def _replay(

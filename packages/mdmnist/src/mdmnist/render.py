@@ -108,6 +108,11 @@ def render_class(job: ClassJob) -> ClassResult:
     return result
 
 
+def render_batch(jobs: list[ClassJob]) -> list[ClassResult]:
+    """Render several (small) classes in one trip to a worker process."""
+    return [render_class(job) for job in jobs]
+
+
 def _render_blocks(job, result, pixels, png_hash, pngs, files) -> None:
     """Composite, digest and encode the class block by block (at most job.chunk images at once)."""
     count = len(job.src)

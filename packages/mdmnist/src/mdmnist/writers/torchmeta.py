@@ -50,7 +50,10 @@ class TorchmetaWriter:
         for i, k in enumerate(order):
             data[i] = np.frombuffer(pngs[k], dtype=np.uint8)
         dset = self.group.create_dataset(name, (len(pngs),), dtype=self.vlen, track_times=False)
-        dset[...] = data
+        if len(pngs) == 1:
+            dset[0] = data[0]  # h5py cannot broadcast a one-element object array into vlen
+        else:
+            dset[...] = data
 
     def close(self) -> None:
         """Close the data file and write the labels JSON as torchmeta does (json.dump)."""
