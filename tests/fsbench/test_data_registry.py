@@ -34,6 +34,7 @@ def test_canonical_names_and_aliases():
         "fashionmnist",
         "flowers102",
         "pets",
+        "mnist-super",
     ]
     assert ALIASES == {
         "doubled": "doublemnist",

@@ -19,8 +19,41 @@ SMALL = {
     "maml": dict(way=3, shot=1, query=2, meta_batch=2, hidden=4, checkpoint_every=10),
     "protonet": dict(way=3, shot=1, query=2, train_way=4, hidden=4, lr_step=7, checkpoint_every=10),
     "mlp": dict(checkpoint_every=10, batch_size=16),
+    # Magnet refreshes its clusters every 7 iterations: a resume at 10 needs the saved index
+    "magnet": dict(
+        way=3,
+        shot=2,
+        query=2,
+        hidden=4,
+        modes=2,
+        clusters_per_batch=4,
+        images_per_cluster=2,
+        refresh_every=7,
+        checkpoint_every=10,
+        eval_every=0,
+        select="last",
+    ),
+    "repmet": dict(
+        way=3,
+        shot=2,
+        query=2,
+        hidden=4,
+        modes=2,
+        clusters_per_batch=4,
+        images_per_cluster=2,
+        embedding_dim=8,
+        checkpoint_every=10,
+        eval_every=0,
+        select="last",
+    ),
 }
-DATASET = {"maml": "doublemnist", "protonet": "omniglot", "mlp": "mnist1d"}
+DATASET = {
+    "maml": "doublemnist",
+    "protonet": "omniglot",
+    "mlp": "mnist1d",
+    "magnet": "mnist-super",
+    "repmet": "mnist-super",
+}
 
 
 def fresh(method_name: str, iterations: int, store):
@@ -33,7 +66,7 @@ def fresh(method_name: str, iterations: int, store):
     return settings, method
 
 
-@pytest.mark.parametrize("method_name", ["maml", "protonet", "mlp"])
+@pytest.mark.parametrize("method_name", ["maml", "protonet", "mlp", "magnet", "repmet"])
 def test_resume_10_plus_10_equals_20_straight(tmp_path, method_name):
     load = synthetic_loader(size=16, classes=10, per_class=6)
     store = load(DATASET[method_name], "train")

@@ -16,7 +16,16 @@ import click
 
 from fsbench.errors import FsbenchError
 from fsbench.methods import DESCRIPTIONS, METHODS
-from fsbench.presets import CHOICES, MDMNIST_DATASETS, MODES_DATASETS, NATURAL_DATASETS, TABLES
+from fsbench.presets import (
+    CHOICES,
+    MDMNIST_BASED,
+    MDMNIST_DATASETS,
+    MODES_DATASETS,
+    NATURAL_DATASETS,
+    TABLES,
+)
+
+SIZED_DATASETS = (*MDMNIST_BASED, "flowers102", "pets")  # --image-size: made at that size
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -92,9 +101,7 @@ def _data_options(name: str, dataset_dir: Path | None, download: bool) -> dict:
         return options
     if name == "omniglot":
         options["omniglot_dir"] = str(dataset_dir)
-    elif name in NATURAL_DATASETS + MODES_DATASETS:
-        options["path"] = str(dataset_dir)
-    elif name in MDMNIST_DATASETS:
+    elif name in MDMNIST_BASED:
         if (dataset_dir / "train.h5").is_file():
             options.update(path=str(dataset_dir), source="hdf5")
         elif (dataset_dir / "train").is_dir():
@@ -104,6 +111,8 @@ def _data_options(name: str, dataset_dir: Path | None, download: bool) -> dict:
                 f"--dataset-dir {dataset_dir} holds neither train.h5 (mdmnist HDF5) nor a "
                 "train/ PNG tree"
             )
+    elif name in NATURAL_DATASETS + MODES_DATASETS:
+        options["path"] = str(dataset_dir)
     else:
         raise FsbenchError(f"--dataset-dir does not apply to {name} (it is generated)")
     return options
@@ -194,6 +203,34 @@ def _run_options(func):
             help="LITE (protonet): back-propagate through H random support images per task, "
             "their gradient scaled by N/H; needs --norm group or running",
         ),
+        click.option(
+            "--modes",
+            type=int,
+            help="magnet/repmet: K clusters (modes) per class, in training and in each test "
+            "episode's support set",
+        ),
+        click.option(
+            "--clusters-per-batch",
+            type=int,
+            help="magnet: M clusters per training batch; repmet: M classes (default 12)",
+        ),
+        click.option(
+            "--images-per-cluster",
+            type=int,
+            help="magnet/repmet: D images of each cluster (class) in a batch (default 4)",
+        ),
+        click.option(
+            "--margin", type=float, help="magnet/repmet: the margin alpha of the loss (default 1)"
+        ),
+        click.option(
+            "--refresh-every",
+            type=int,
+            help="magnet: iterations between k-means refreshes of the training split "
+            "(0: once per epoch)",
+        ),
+        click.option("--nearest", type=int, help="magnet: L, the modes that vote (default 128)"),
+        click.option("--sigma", type=float, help="repmet: the modes' standard deviation (0.5)"),
+        click.option("--embedding-dim", type=int, help="repmet: embedding size (default 1024)"),
         click.option(
             "--pretrained",
             type=click.Path(file_okay=False, path_type=Path),
@@ -357,15 +394,15 @@ def _run(method: str, dataset: str, opts: dict) -> None:
         if k not in ("device", "out", "resume", "overwrite", "data_root", "quiet")
     }
     if images is not None:
-        if name not in MDMNIST_DATASETS:
+        if name not in MDMNIST_BASED:
             raise FsbenchError(
-                f"--images-per-class applies to {', '.join(MDMNIST_DATASETS)} only, not {name}"
+                f"--images-per-class applies to {', '.join(MDMNIST_BASED)} only, not {name}"
             )
         data_options["num_image_per_class"] = images
     if image_size is not None:
-        if name not in MDMNIST_DATASETS:
+        if name not in SIZED_DATASETS:
             raise FsbenchError(
-                f"--image-size applies to {', '.join(MDMNIST_DATASETS)} only, not {name}"
+                f"--image-size applies to {', '.join(SIZED_DATASETS)} only, not {name}"
             )
         data_options["image_size"] = image_size
     if split is not None:

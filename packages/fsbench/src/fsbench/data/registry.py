@@ -57,6 +57,10 @@ DATASETS["pets"] = (
     "image of a class is val), all 37 classes in each split, RGB resized to image_size "
     "(default 84)"
 )
+DATASETS["mnist-super"] = (
+    "mnist-super: super-classes that each join 3 DoubleMNIST classes sharing no digit position "
+    "(20/5/6 of them from the 64/16/20 DoubleMNIST classes), 64x64: classes with 3 known modes"
+)
 ALIASES: dict[str, str] = {
     "doubled": "doublemnist",
     "tripled": "triplemnist",
@@ -93,6 +97,7 @@ OPTIONS["triplemnist"] = dict(OPTIONS["doublemnist"])
 OPTIONS["miniimagenet"] = {"path": None, "progress": True}
 OPTIONS["fc100"] = {"path": None, "download": False, "progress": True}
 OPTIONS["fashionmnist"] = {"path": None, "progress": True}
+OPTIONS["mnist-super"] = {**OPTIONS["doublemnist"], "parts": 3}
 OPTIONS["flowers102"] = {"path": None, "image_size": 84, "progress": True}
 OPTIONS["pets"] = {"path": None, "image_size": 84, "progress": True}
 for _name in (
@@ -104,6 +109,7 @@ for _name in (
     "fashionmnist",
     "flowers102",
     "pets",
+    "mnist-super",
 ):
     OPTIONS[_name]["resize"] = None  # an image size to resize to at load (see ``resized``)
 
@@ -186,6 +192,10 @@ def load_split(
         from fsbench.data.fc100 import load_fc100
 
         store = load_fc100(split, data_root=root, device=dev, **opts)
+    elif canonical == "mnist-super":
+        from fsbench.data.super_classes import load_mnist_super
+
+        store = load_mnist_super(split, data_root=root, device=dev, **opts)
     elif canonical == "fashionmnist":
         from fsbench.data.fashion import load_fashion_mnist
 

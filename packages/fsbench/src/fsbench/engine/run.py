@@ -32,7 +32,7 @@ from fsbench.methods import build_method
 from fsbench.methods.base import Method
 from fsbench.presets import (
     CLASSIFIER_METHODS,
-    MDMNIST_DATASETS,
+    MDMNIST_BASED,
     deviations,
     differences,
     preset_for,
@@ -100,7 +100,7 @@ def summary(split: str, store: ArrayStore) -> str:
 def load_options(settings: dict) -> dict:
     """The data-layer options of a setting (num_image_per_class only for the mdmnist datasets)."""
     options = dict(settings.get("data_options") or {})
-    if settings["dataset"] not in MDMNIST_DATASETS:
+    if settings["dataset"] not in MDMNIST_BASED:
         options.pop("num_image_per_class", None)
     return options
 

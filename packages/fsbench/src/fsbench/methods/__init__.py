@@ -1,13 +1,16 @@
-"""Few-shot methods (MAML, first-order MAML, ProtoNets) and the MNIST-1D classifiers."""
+"""Few-shot methods (MAML, first-order MAML, ProtoNets, MTL, Magnet loss, RepMet) and the
+MNIST-1D classifiers."""
 
 from __future__ import annotations
 
 from fsbench.methods.base import EvalResult, Method
 from fsbench.methods.classifier import Classifier
+from fsbench.methods.magnet import Magnet
 from fsbench.methods.maml import FOMAML, MAML
 from fsbench.methods.mtl import MTL
 from fsbench.methods.pretrain import Pretrain
 from fsbench.methods.protonet import ProtoNet
+from fsbench.methods.repmet import RepMet
 
 METHODS: dict[str, type[Method]] = {
     "maml": MAML,
@@ -15,6 +18,8 @@ METHODS: dict[str, type[Method]] = {
     "protonet": ProtoNet,
     "pretrain": Pretrain,
     "mtl": MTL,
+    "magnet": Magnet,
+    "repmet": RepMet,
     "logreg": Classifier,
     "mlp": Classifier,
     "cnn": Classifier,
@@ -27,13 +32,15 @@ DESCRIPTIONS: dict[str, str] = {
     "protonet": "Prototypical Networks (Snell et al. 2017), Conv-4 embedding",
     "pretrain": "many-way classification pre-training of a backbone (fsbench pretrain)",
     "mtl": "Meta-Transfer Learning (Sun et al. 2019): scaling/shifting of a pre-trained backbone",
+    "magnet": "Magnet loss (Rippel et al. 2016): K k-means clusters per class, soft vote",
+    "repmet": "RepMet (Karlinsky et al. 2019): K learned representatives per class",
     "logreg": "MNIST-1D logistic regression 40 -> 10",
     "mlp": "MNIST-1D MLP 40 -> 100 -> 100 -> 10",
     "cnn": "MNIST-1D CNN, three strided Conv1d (25 channels)",
     "gru": "MNIST-1D bidirectional GRU, hidden 6",
 }
 
-EPISODIC = ("maml", "fomaml", "protonet", "mtl")
+EPISODIC = ("maml", "fomaml", "protonet", "mtl", "magnet", "repmet")
 CLASSIFIERS = ("logreg", "mlp", "cnn", "gru")
 
 

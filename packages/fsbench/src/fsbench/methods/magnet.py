@@ -1,7 +1,7 @@
 """Magnet loss (Rippel et al., ICLR 2016): classes as several clusters in embedding space.
 
-This module holds the paper's three pieces as functions over tensors; the training method that
-drives them (k-means refresh, the loop) builds on them.
+The paper's three pieces are functions over tensors; ``Magnet`` is the training method that
+drives them on a Conv-4 embedding (the ProtoNets backbone, so that only the loss differs):
 
 - ``magnet_loss``: a batch of M clusters with D examples each. With the batch's cluster means
   mu_m and the batch variance sigma^2 = sum ||r - mu(r)||^2 / (MD - 1) (the paper's eq. 4),
@@ -19,7 +19,14 @@ drives them (k-means refresh, the loop) builds on them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+
+from fsbench.data.store import ArrayStore
+from fsbench.methods.clusters import kmeans
+from fsbench.methods.modes import ModesMethod
+from fsbench.models.conv4 import Conv4
 
 ALPHA = 1.0  # the paper's cluster-separation margin
 
@@ -67,7 +74,8 @@ def neighbourhood(
     seed = torch.multinomial(cluster_loss.clamp_min(1e-12), 1, generator=generator)[0]
     d2 = ((means - means[seed]) ** 2).sum(1)
     d2 = d2.masked_fill(mean_class == mean_class[seed], float("inf"))
-    impostors = torch.argsort(d2, stable=True)[: m - 1]
+    order = torch.argsort(d2, stable=True)[: m - 1]
+    impostors = order[torch.isfinite(d2[order])]  # fewer when few clusters of other classes
     return torch.cat([seed[None], impostors])
 
 
@@ -86,3 +94,172 @@ def soft_vote(
     weight = torch.softmax(-close / (2 * variance), dim=1)  # exp(.) normalised over the L
     votes = torch.zeros(z.shape[0], num_classes, dtype=z.dtype, device=z.device)
     return votes.scatter_add_(1, mean_class[index], weight)
+
+
+REFRESH_CHUNK = 1024  # images embedded at once when the cluster index is refreshed
+
+
+@dataclass
+class MagnetBatch:
+    """M clusters x D images: the images, each one's batch-local cluster, the clusters' classes,
+    and the images' positions in the training split (to record their losses)."""
+
+    x: torch.Tensor
+    cluster: torch.Tensor
+    cluster_class: torch.Tensor
+    positions: torch.Tensor
+
+
+class Magnet(ModesMethod):
+    """Magnet loss on a Conv-4 embedding: K k-means clusters per class, refreshed every
+    ``refresh_every`` iterations; neighbourhood batches; soft-vote evaluation."""
+
+    name = "magnet"
+
+    def __init__(self, settings: dict, example_shape: tuple[int, ...], num_classes: int) -> None:
+        super().__init__(settings, example_shape, num_classes)
+        self.model = Conv4(
+            example_shape,
+            hidden=settings["hidden"],
+            num_classes=None,
+            pool="max",
+            norm=settings.get("norm", "running"),
+            affine=settings.get("norm_affine", "scale+shift"),
+            init=settings.get("init", "torch"),
+        )
+        self.alpha = float(settings.get("margin", ALPHA))
+        self.refresh_every = int(settings.get("refresh_every") or 0)  # 0: once per epoch
+        self.nearest = int(settings.get("nearest") or 1)
+        # the cluster index of the training split (built on the first iteration)
+        self.means: torch.Tensor | None = None  # [C*K, E]
+        self.mean_class: torch.Tensor | None = None  # [C*K]
+        self.assign: torch.Tensor | None = None  # [N]: each training image's cluster
+        self.example_loss: torch.Tensor | None = None  # [N]: each image's last seen loss
+        # sigma^2 for the soft vote: the mean of the training batches' variances
+        self.variance_sum = torch.zeros((), dtype=torch.float64)
+        self.variance_count = 0
+
+    # -- the cluster index ------------------------------------------------------------------
+    def refresh(self, store: ArrayStore, generator: torch.Generator) -> None:
+        """Embed the whole training split and k-means each class into K clusters."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                z = torch.cat(
+                    [
+                        self.embed(store.to_float(store.data[lo : lo + REFRESH_CHUNK]))
+                        for lo in range(0, len(store), REFRESH_CHUNK)
+                    ]
+                )
+        finally:
+            self.model.train(was_training)
+        k = self.modes
+        means, assign = [], torch.empty(len(store), dtype=torch.int64, device=z.device)
+        for c in range(store.num_classes):
+            rows = store.class_index[c, : int(store.class_counts[c])]
+            centres, local = kmeans(z[rows].unsqueeze(0), k, generator)
+            means.append(centres[0])
+            assign[rows] = local[0] + c * k
+        self.means = torch.cat(means)
+        self.mean_class = torch.arange(store.num_classes, device=z.device).repeat_interleave(k)
+        self.assign = assign
+        if self.example_loss is None:  # uniform seeds until losses have been seen
+            self.example_loss = torch.ones(len(store), device=z.device)
+
+    def refresh_interval(self, store: ArrayStore) -> int:
+        """Iterations between refreshes: the setting, or one epoch (N / (M D), tf-magnet-loss)."""
+        if self.refresh_every > 0:
+            return self.refresh_every
+        per_batch = int(self.settings["clusters_per_batch"]) * int(
+            self.settings["images_per_cluster"]
+        )
+        return max(1, len(store) // per_batch)
+
+    def cluster_losses(self) -> torch.Tensor:
+        """Each cluster's mean member loss (the seed cluster's sampling weight)."""
+        count = self.means.shape[0]
+        sums = torch.zeros(count, device=self.assign.device).index_add_(
+            0, self.assign, self.example_loss
+        )
+        sizes = torch.bincount(self.assign, minlength=count).clamp_min(1)
+        return sums / sizes
+
+    # -- training -----------------------------------------------------------------------------
+    def sample_train(
+        self, store: ArrayStore, generator: torch.Generator, iteration: int
+    ) -> MagnetBatch:
+        s = self.settings
+        if self.means is None or iteration % self.refresh_interval(store) == 0:
+            self.refresh(store, generator)
+        chosen = neighbourhood(
+            self.means, self.mean_class, self.cluster_losses(), s["clusters_per_batch"], generator
+        )
+        d = int(s["images_per_cluster"])
+        members = self.assign[None, :] == chosen[:, None]  # [M, N]
+        keys = torch.rand(members.shape, generator=generator, device=members.device)
+        keys = keys.masked_fill_(~members, 2.0)
+        picks = keys.topk(d, dim=1, largest=False, sorted=True).indices  # [M, D]
+        # a cluster of fewer than D images repeats its members
+        size = members.sum(1, keepdim=True)
+        slot = torch.arange(d, device=picks.device)[None, :] % size
+        positions = torch.gather(picks, 1, slot).reshape(-1)
+        m = chosen.shape[0]
+        return MagnetBatch(
+            x=store.to_float(store.data[positions]),
+            cluster=torch.arange(m, device=positions.device).repeat_interleave(d),
+            cluster_class=self.mean_class[chosen],
+            positions=positions,
+        )
+
+    def train_loss(self, batch: MagnetBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        z = self.embed(batch.x)
+        with torch.autocast(z.device.type, enabled=False):
+            loss, each = magnet_loss(z, batch.cluster, batch.cluster_class, self.alpha)
+            means, variance = batch_variance(z.detach(), batch.cluster)
+        self.example_loss[batch.positions] = each.to(self.example_loss.dtype)
+        self.variance_sum = self.variance_sum.to(variance.device) + variance.double()
+        self.variance_count += 1
+        # the batch's own accuracy: the class of each image's nearest batch cluster mean
+        nearest = batch.cluster_class[torch.cdist(z.detach(), means).argmin(1)]
+        accuracy = (nearest == batch.cluster_class[batch.cluster]).float().mean()
+        return loss, {"loss": loss.detach(), "accuracy": accuracy, "variance": variance}
+
+    def variance(self) -> float:
+        """sigma^2 of the soft vote: the mean batch variance over training (1.0 before any)."""
+        if self.variance_count == 0:
+            return 1.0
+        return float(self.variance_sum) / self.variance_count
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def scores(
+        self, z: torch.Tensor, centres: torch.Tensor, centre_class: torch.Tensor, way: int
+    ) -> torch.Tensor:
+        return soft_vote(z, centres, centre_class, self.variance(), self.nearest, way)
+
+    def extra_state(self) -> dict:
+        return {
+            "means": self.means,
+            "mean_class": self.mean_class,
+            "assign": self.assign,
+            "example_loss": self.example_loss,
+            "variance_sum": self.variance_sum,
+            "variance_count": self.variance_count,
+        }
+
+    def load_extra_state(self, state: dict) -> None:
+        if not state:
+            return
+        dev = next(self.model.parameters()).device
+        for key in ("means", "mean_class", "assign", "example_loss"):
+            value = state.get(key)
+            setattr(self, key, value.to(dev) if value is not None else None)
+        self.variance_sum = state["variance_sum"].to(torch.float64)
+        self.variance_count = int(state["variance_count"])
+
+    def summary(self) -> dict:
+        return {
+            "modes": self.modes,
+            "soft_vote_variance": self.variance(),
+            "clusters": None if self.means is None else int(self.means.shape[0]),
+        }

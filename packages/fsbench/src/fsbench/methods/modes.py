@@ -1,0 +1,75 @@
+"""What Magnet loss and RepMet share: K modes per class, checked inputs, episodic evaluation.
+
+Both model a class by ``modes`` (K) clusters in embedding space. In training the clusters are
+the training classes' (k-means of their embeddings for Magnet, learned representatives for
+RepMet); in a test episode each class's K modes are the k-means clusters of its support
+embeddings (min(K, shot) of them: with shot <= K every support image is its own mode, RepMet's
+"support embeddings replace the representatives"). K = 1 makes the mode the class mean, the
+prototype of Prototypical Networks.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from fsbench.data.store import ArrayStore, Episode
+from fsbench.errors import FsbenchError
+from fsbench.methods.base import Method
+from fsbench.methods.clusters import support_modes
+
+CLUSTER_SEED = 0  # k-means++ seeding of test-episode modes: fixed, apart from the episode stream
+
+
+def check_modes(store: ArrayStore, modes: int) -> None:
+    """Every class of a training split must hold at least ``modes`` images (one per cluster)."""
+    if isinstance(modes, bool) or not isinstance(modes, int) or modes < 1:
+        raise FsbenchError(f"--modes must be an integer >= 1, got {modes!r}")
+    if store.num_classes < 2:
+        raise FsbenchError("a training split with modes needs at least 2 classes")
+    if modes > store.min_class_size:
+        small = int(store.class_counts.argmin())
+        raise FsbenchError(
+            f"--modes {modes} is more clusters than the {store.min_class_size} images of class "
+            f"{store.class_names[small]!r}; choose --modes <= {store.min_class_size}"
+        )
+
+
+class ModesMethod(Method):
+    """Base of Magnet and RepMet: subclasses embed (``embed``) and score queries against modes."""
+
+    eval_settings = ("way", "shot", "query", "episodes")
+
+    def __init__(self, settings: dict, example_shape: tuple[int, ...], num_classes: int) -> None:
+        super().__init__(settings, example_shape, num_classes)
+        self.modes = int(settings.get("modes") or 1)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Embeddings [N, E] of examples [N, ...] (float32 for the distances)."""
+        return self.model(x).float()
+
+    def check(self, store: ArrayStore, split: str) -> None:
+        s = self.settings
+        if split in ("train", "trainval"):
+            check_modes(store, self.modes)
+        else:
+            store.check_episode(s["way"], s["shot"], s["query"])
+
+    def scores(
+        self, z: torch.Tensor, centres: torch.Tensor, centre_class: torch.Tensor, way: int
+    ) -> torch.Tensor:
+        """Class scores [Q, way] of query embeddings against an episode's modes."""
+        raise NotImplementedError
+
+    def episode_accuracies(self, episode: Episode) -> torch.Tensor:
+        out = []
+        with torch.no_grad():
+            for b in range(episode.support_x.shape[0]):
+                xs, xq = episode.support_x[b], episode.query_x[b]
+                z = self.embed(torch.cat([xs, xq]))
+                zs, zq = z[: xs.shape[0]], z[xs.shape[0] :]
+                gen = torch.Generator(device=z.device).manual_seed(CLUSTER_SEED)
+                k = min(self.modes, episode.shot)
+                centres, centre_class = support_modes(zs, episode.way, episode.shot, k, gen)
+                pred = self.scores(zq, centres, centre_class, episode.way).argmax(1)
+                out.append((pred == episode.query_y[b]).float().mean())
+        return torch.stack(out)
