@@ -138,3 +138,42 @@ def test_default_output_in_current_directory(tmp_path, monkeypatch):
     assert out.name == "single_mnist_seed_123_image_size_28_28"
     assert (tmp_path / out.name / "train.h5").is_file()
     assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temp dir left beside it
+
+
+def test_hdf5_chunks_are_sized_for_random_access():
+    """A few images per chunk (<= 32, <= 256 KiB raw), so one random image inflates little."""
+    from mdmnist.writers.hdf5 import images_per_chunk
+
+    assert images_per_chunk(1000, 64, 64) == 32
+    assert images_per_chunk(1000, 84, 84) == 32
+    assert images_per_chunk(1000, 140, 140) == 13
+    assert images_per_chunk(2, 140, 140) == 2
+    assert images_per_chunk(10, 1000, 1000) == 1
+
+
+def test_hdf5_layout_changes_the_chunks_not_the_data(tmp_path, monkeypatch):
+    """The old one-chunk-per-class layout and the new one hold the same pixels, class for class."""
+    from mdmnist.writers import hdf5 as hdf5_writer
+
+    new = mdmnist.generate(
+        num_digit=1,
+        num_image_per_class=70,
+        output=tmp_path / "new",
+        formats=("hdf5",),
+        progress=False,
+    )
+    monkeypatch.setattr(hdf5_writer, "CHUNK_IMAGES", 10**9)
+    monkeypatch.setattr(hdf5_writer, "CHUNK_BYTES", 8 << 20)
+    old = mdmnist.generate(
+        num_digit=1,
+        num_image_per_class=70,
+        output=tmp_path / "old",
+        formats=("hdf5",),
+        progress=False,
+    )
+    for split in ("train", "val", "test"):
+        with h5py.File(new / f"{split}.h5", "r") as a, h5py.File(old / f"{split}.h5", "r") as b:
+            assert a["images"].chunks == (1, 32, 28, 28) and b["images"].chunks == (1, 70, 28, 28)
+            np.testing.assert_array_equal(a["images"][...], b["images"][...])
+    manifests = [json.loads((d / "manifest.json").read_text())["splits"] for d in (new, old)]
+    assert manifests[0] == manifests[1]

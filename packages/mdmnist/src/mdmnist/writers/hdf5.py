@@ -8,7 +8,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-CHUNK_BYTES = 8 << 20  # at most ~8 MiB of pixels per chunk: one class per chunk by default
+# Chunks sized for random access by a few-shot sampler: reading one image inflates one chunk, so
+# a chunk holds at most CHUNK_IMAGES images and about CHUNK_BYTES of raw pixels (it fits h5py's
+# default 1 MiB chunk cache). See the README for the layout and the reading cost.
+CHUNK_IMAGES = 32
+CHUNK_BYTES = 256 << 10
 
 
 def hdf5_filename(split: str) -> str:
@@ -17,8 +21,8 @@ def hdf5_filename(split: str) -> str:
 
 
 def images_per_chunk(count: int, height: int, width: int) -> int:
-    """Images of one class per HDF5 chunk (the whole class when it fits in CHUNK_BYTES)."""
-    return max(1, min(count, CHUNK_BYTES // (height * width)))
+    """Images of one class per HDF5 chunk: CHUNK_IMAGES, fewer for big images or small classes."""
+    return max(1, min(count, CHUNK_IMAGES, CHUNK_BYTES // (height * width)))
 
 
 class NativeHdf5Writer:
