@@ -7,8 +7,8 @@ import math
 
 import pytest
 import torch
-from click.testing import CliRunner
 from cli_errors import assert_one_line_error
+from click.testing import CliRunner
 from fsbench.cli import main
 from fsbench.data.store import ArrayStore
 from fsbench.data.super_classes import group_classes, super_classes
@@ -173,7 +173,28 @@ def test_super_classes_join_classes_that_share_no_digit_position():
     flat = [n for g in groups for n in g]
     assert len(flat) == len(set(flat))
     # the published DoubleMNIST test classes make 6 super-classes
-    test = "02 17 25 32 36 46 47 49 55 57 66 67 68 73 78 80 83 86 92 96".split()
+    test = [
+        "02",
+        "17",
+        "25",
+        "32",
+        "36",
+        "46",
+        "47",
+        "49",
+        "55",
+        "57",
+        "66",
+        "67",
+        "68",
+        "73",
+        "78",
+        "80",
+        "83",
+        "86",
+        "92",
+        "96",
+    ]
     assert len(group_classes(test)) == 6
 
 
@@ -249,3 +270,93 @@ def test_missing_dataset_folder_is_one_error_line(tmp_path):
         ],
     )
     assert_one_line_error(result, "--dataset-dir", "does not exist")
+
+
+# -- the modes table and the command line ----------------------------------------------------------
+def test_modes_table_cells_differ_in_method_and_modes_only():
+    from fsbench.engine.reproduce import cell_settings
+    from fsbench.presets import TABLES, differences
+
+    spec = TABLES["modes"]
+    assert len(spec.cells) == 10 and spec.rows_are == "method"
+    for quick in (False, True):
+        by = {(c.row, c.dataset): cell_settings(spec, c, 0, quick, {}, 1) for c in spec.cells}
+        for ds in ("mnist-super", "fashionmnist"):
+            for method in ("Magnet loss", "RepMet"):
+                k1, k3 = by[(f"{method}, K = 1", ds)], by[(f"{method}, K = 3", ds)]
+                assert differences(k1, k3) == {"modes": (1, 3)}
+            proto = by[("Prototypical Networks (one mode)", ds)]
+            # the same test episodes and training budget for every row
+            for row in ("Magnet loss, K = 3", "RepMet, K = 3"):
+                other = by[(row, ds)]
+                for key in (
+                    "way",
+                    "shot",
+                    "query",
+                    "episodes",
+                    "iterations",
+                    "hidden",
+                    "lr",
+                    "lr_step",
+                    "norm",
+                    "eval_every",
+                    "seed",
+                    "data_options",
+                ):
+                    assert other[key] == proto[key], (row, ds, key)
+        if quick:
+            assert by[("RepMet, K = 3", "mnist-super")]["data_options"]["resize"] == 32
+            assert "resize" not in by[("RepMet, K = 3", "fashionmnist")]["data_options"]
+
+
+@pytest.fixture(scope="module")
+def super_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.mark.parametrize("method", ["magnet", "repmet"])
+def test_run_on_mnist_super_end_to_end(tmp_path, super_root, method):
+    out = tmp_path / method
+    args = [
+        "run",
+        method,
+        "mnist-super",
+        "--images-per-class",
+        "6",
+        "--resize",
+        "16",
+        "--iterations",
+        "4",
+        "--hidden",
+        "4",
+        "--episodes",
+        "3",
+        "--query",
+        "1",
+        "--eval-every",
+        "2",
+        "--eval-episodes",
+        "2",
+        "--modes",
+        "2",
+        "--data-root",
+        str(super_root),
+        "--out",
+        str(out),
+        "--quiet",
+        "--threads",
+        "1",
+    ]
+    if method == "magnet":
+        args += ["--refresh-every", "2", "--images-per-cluster", "2"]
+    else:
+        args += ["--embedding-dim", "8"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    import json
+
+    r = json.loads((out / "result.json").read_text())
+    assert r["method"] == method and r["settings"]["modes"] == 2 and r["episodes"] == 3
+    assert r["data"]["train"]["classes"] == 20 and r["data"]["test"]["classes"] == 6
+    assert r["data"]["test"]["modes"]["02+17+25"] == ["02", "17", "25"]
+    assert r["published_percent"] is None

@@ -728,6 +728,7 @@ def list_() -> None:
         "lr_step",
         "batch_size",
         "norm",
+        "modes",
         "select",
         "episodes",
     )

@@ -58,7 +58,7 @@ DATASETS["pets"] = (
     "(default 84)"
 )
 DATASETS["mnist-super"] = (
-    "mnist-super: super-classes that each join 3 DoubleMNIST classes sharing no digit position "
+    "super-classes that each join 3 DoubleMNIST classes sharing no digit position "
     "(20/5/6 of them from the 64/16/20 DoubleMNIST classes), 64x64: classes with 3 known modes"
 )
 ALIASES: dict[str, str] = {

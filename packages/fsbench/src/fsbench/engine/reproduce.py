@@ -67,7 +67,10 @@ def cell_settings(
     if quick:
         given.update({k: v for k, v in spec.quick_overrides.items() if k != "data_options"})
         given.update(spec.quick_by_method.get(cell.method, {}))
-        given["data_options"] = dict(spec.quick_overrides.get("data_options", {}))
+        given["data_options"] = {
+            **spec.quick_overrides.get("data_options", {}),
+            **spec.quick_by_dataset.get(cell.dataset, {}),
+        }
     given.update(cell.overrides)
     given.update({k: v for k, v in overrides.items() if v is not None})
     if cell.method == "pretrain":
