@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 from mdmnist.cli import cli
 
-COMMANDS = [[], ["generate"], ["verify"], ["preview"]]
+COMMANDS = [[], ["generate"], ["verify"], ["preview"], ["merge"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -121,6 +121,13 @@ GENERATE_OPTIONS = [
         default=None,
         help="Directory with the four MNIST-shaped IDX files (gzipped or not) [default: embedded MNIST].",
     ),
+    click.option(
+        "--shard",
+        default=None,
+        metavar="K/N",
+        help="Make only shard K of N (1 <= K <= N): a contiguous block of each split's classes, "
+        "the same bytes as in the whole run; join all N with 'mdmnist merge'.",
+    ),
     click.option("--quiet", is_flag=True, help="No size estimate, no progress bar."),
     click.option(
         "--yes",
@@ -152,6 +159,7 @@ def _check_size(opts: dict, workers: int) -> None:
         opts["formats"] or ("png",),
         workers,
         opts["disjoint_sources"],
+        opts["shard"],
     )
     plan = estimate(
         config.num_digit,
@@ -160,11 +168,13 @@ def _check_size(opts: dict, workers: int) -> None:
         config.ratios,
         config.formats,
         workers,
+        config.shard,
     )
     if not opts["quiet"]:
         click.echo(plan.describe(), err=True)
     out = Path(
-        opts["output"] or default_output_name(config.num_digit, config.seed, config.image_size)
+        opts["output"]
+        or default_output_name(config.num_digit, config.seed, config.image_size, config.shard)
     )
     refusal = plan.refusal(free_bytes(out))
     if refusal and not opts["yes"]:
@@ -193,6 +203,7 @@ def _run_generate(opts: dict) -> None:
         mnist_path=opts["mnist_path"],
         disjoint_sources=opts["disjoint_sources"],
         progress=not opts["quiet"],
+        shard=opts["shard"],
     )
     click.echo(f"wrote {out}")
 
@@ -206,7 +217,7 @@ def _run_generate(opts: dict) -> None:
 @click.version_option(package_name="mdmnist")
 @click.pass_context
 def cli(ctx: click.Context, **opts) -> None:
-    """Generate multi-digit MNIST (DoubleMNIST, TripleMNIST, ...), or verify / preview one."""
+    """Generate multi-digit MNIST (DoubleMNIST, TripleMNIST, ...), merge shards, verify or preview."""
     if ctx.invoked_subcommand is None:
         _run_generate(opts)
         return
@@ -254,6 +265,37 @@ def verify_cmd(directory: str, quiet: bool) -> None:
     if problems:
         _fail(f"{directory}: {len(problems)} mismatch(es) with manifest.json", 1)
     click.echo(f"OK {directory}: every format matches manifest.json, no stray files")
+
+
+@cli.command("merge")
+@click.argument("shards", nargs=-1, required=True, type=click.Path())
+@click.option("--output", type=click.Path(), required=True, help="Folder of the merged output.")
+@click.option(
+    "--link",
+    is_flag=True,
+    help="Copy no image data: each split's HDF5 file is a virtual dataset reading the shards' "
+    "files in place (keep the shards where they are) and PNG files are hard links (same "
+    "filesystem); default: a self-contained copy.",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace an existing output, only if it is an empty folder or an mdmnist output "
+    "with nothing added.",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def merge_cmd(
+    shards: tuple[str, ...], output: str, link: bool, overwrite: bool, quiet: bool
+) -> None:
+    """Join the folders of all N shards of one run (made with --shard K/N) into one output."""
+    from tqdm import tqdm
+
+    from .merge import plan_merge, run_merge
+
+    plan = plan_merge(shards, output, link=link, overwrite=overwrite)  # errors before the bar
+    with tqdm(total=plan.steps(), unit="class", desc="merge", disable=quiet) as bar:
+        out = run_merge(plan, progress=bar.update)
+    click.echo(f"wrote {out}")
 
 
 @cli.command("preview")

@@ -12,6 +12,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from .shards import Shard, block
 from .splits import split_counts
 
 BYTES_PER_DIGIT = 173  # deflated (zlib level 1, RLE) bytes of one 28x28 digit
@@ -97,10 +98,14 @@ def estimate(
     ratios: tuple[int, int, int],
     formats: tuple[str, ...],
     workers: int,
+    shard: Shard | None = None,
 ) -> Estimate:
-    """Expected size and time of a run with these (validated) arguments."""
+    """Expected size and time of a run (or of shard K/N of it) with these (validated) arguments."""
     height, width = image_size
-    classes = sum(split_counts(num_digit, ratios))
+    counts = split_counts(num_digit, ratios)
+    if shard is not None:
+        counts = tuple(stop - start for start, stop in (block(c, shard) for c in counts))
+    classes = sum(counts)
     images = classes * per_class
     deflated = _image_bytes(num_digit, height, width)
     png = deflated + PNG_OVERHEAD

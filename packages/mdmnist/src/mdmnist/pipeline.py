@@ -21,6 +21,7 @@ from .lifecycle import missing_parents, remove_created, remove_stale_temps, temp
 from .manifest import MANIFEST_VERSION, file_sha256, write_manifest
 from .randomness import LegacyDrawStream, draw_class
 from .render import ClassJob, ClassResult, init_worker, render_batch, render_class
+from .shards import Shard, check_shard, shard_classes, shard_suffix
 from .splits import SPLITS, class_digits, digit_index_lists, split_classes, split_counts
 from .writers import FORMATS
 from .writers.hdf5 import NativeHdf5Writer, hdf5_filename, images_per_chunk
@@ -42,9 +43,11 @@ class Config:
     seed: int
     formats: tuple[str, ...]
     disjoint_sources: bool
+    shard: Shard | None = None  # (K, N): make only shard K of N (see shards.py)
 
     def as_dict(self) -> dict:
-        """JSON-ready arguments for the manifest."""
+        """JSON-ready arguments for the manifest (not the shard: the merged shards' args equal
+        the whole run's; a shard's manifest records its shard separately)."""
         return {
             "num_digit": self.num_digit,
             "image_size": list(self.image_size),
@@ -95,12 +98,17 @@ def _check_image_size(image_size: object, num_digit: int) -> tuple[int, int]:
 
 
 def default_output_name(
-    num_digit: int, seed: int = 123, image_size: Sequence[int] | None = None
+    num_digit: int,
+    seed: int = 123,
+    image_size: Sequence[int] | None = None,
+    shard: Shard | None = None,
 ) -> str:
-    """Directory name like the published sets: ``double_mnist_seed_123_image_size_64_64``."""
+    """Directory name like the published sets: ``double_mnist_seed_123_image_size_64_64``
+    (a shard adds ``_shard_K_of_N``)."""
     num_digit = _check_num_digit(num_digit)
     height, width = _check_image_size(image_size, num_digit)
-    return f"{SET_NAMES[num_digit]}_mnist_seed_{seed}_image_size_{height}_{width}"
+    name = f"{SET_NAMES[num_digit]}_mnist_seed_{seed}_image_size_{height}_{width}"
+    return name + shard_suffix(shard)
 
 
 def validate(
@@ -112,6 +120,7 @@ def validate(
     formats: Sequence[str],
     workers: int,
     disjoint_sources: bool,
+    shard: object = None,
 ) -> Config:
     """Check every argument, raising MdmnistError with one line naming it and what is allowed."""
     num_digit = _check_num_digit(num_digit)
@@ -148,25 +157,57 @@ def validate(
     if not _is_int(workers) or workers < 1:
         raise MdmnistError(f"workers must be a positive integer, got {workers!r}")
     return Config(
-        num_digit, size, int(num_image_per_class), ratios, int(seed), chosen, bool(disjoint_sources)
+        num_digit,
+        size,
+        int(num_image_per_class),
+        ratios,
+        int(seed),
+        chosen,
+        bool(disjoint_sources),
+        check_shard(shard, num_digit, ratios),
     )
 
 
+def hdf5_attrs(config: Config, split: str) -> dict:
+    """Attributes of SPLIT's native HDF5 file (a merge writes the same ones as a whole run)."""
+    attrs = {
+        "num_digit": config.num_digit,
+        "seed": config.seed,
+        "image_size": list(config.image_size),
+        "num_image_per_class": config.num_image_per_class,
+        "ratios": list(config.ratios),
+        "disjoint_sources": config.disjoint_sources,
+        "mdmnist_version": __version__,
+        "split": split,
+    }
+    if config.shard is not None:
+        attrs["shard"] = list(config.shard)
+    return attrs
+
+
 def _jobs(
-    config: Config, pool: MnistPool, splits: dict[str, list[str]], tmp: Path
+    config: Config,
+    pool: MnistPool,
+    splits: dict[str, list[str]],
+    chosen: dict[str, list[str]],
+    tmp: Path,
 ) -> Iterator[ClassJob]:
-    """Class jobs in the reference's draw order; the draws happen here, sequentially."""
+    """Jobs for the CHOSEN classes; every class of SPLITS is drawn here, in the reference's
+    order, so a class gets the same draws whichever classes (shard) are chosen."""
     height, width = config.image_size
     count = config.num_image_per_class
     stream = LegacyDrawStream(config.seed)
     chunk = images_per_chunk(count, height, width)
     for split in SPLITS:
         lists = digit_index_lists(pool, split, config.disjoint_sources)
-        for index, name in enumerate(splits[split]):
+        wanted = {name: index for index, name in enumerate(chosen[split])}
+        for name in splits[split]:
             src, ys, cols = draw_class(stream, lists, class_digits(name), count, height, width)
+            if name not in wanted:
+                continue  # another shard's class: its draws only advance the stream
             yield ClassJob(
                 split=split,
-                index=index,
+                index=wanted[name],
                 name=name,
                 src=src,
                 ys=ys,
@@ -229,17 +270,9 @@ def _render_all(config: Config, pool: MnistPool, workers: int, tmp: Path, progre
 
     height, width = config.image_size
     count = config.num_image_per_class
-    splits = split_classes(config.num_digit, config.ratios, config.seed)
+    every = split_classes(config.num_digit, config.ratios, config.seed)
+    splits = shard_classes(every, config.shard)
     chunk = images_per_chunk(count, height, width)
-    attrs = {
-        "num_digit": config.num_digit,
-        "seed": config.seed,
-        "image_size": list(config.image_size),
-        "num_image_per_class": count,
-        "ratios": list(config.ratios),
-        "disjoint_sources": config.disjoint_sources,
-        "mdmnist_version": __version__,
-    }
     if "png" in config.formats:
         for split in SPLITS:
             (tmp / split).mkdir()
@@ -249,7 +282,7 @@ def _render_all(config: Config, pool: MnistPool, workers: int, tmp: Path, progre
     }
     total = sum(len(v) for v in splits.values()) * count
     bar = tqdm(total=total, unit="img", disable=not progress, desc="mdmnist", smoothing=0.1)
-    results = _results(_jobs(config, pool, splits, tmp), pool, workers)
+    results = _results(_jobs(config, pool, every, splits, tmp), pool, workers)
     try:
         for result in results:
             split = result.split
@@ -265,7 +298,7 @@ def _render_all(config: Config, pool: MnistPool, workers: int, tmp: Path, progre
                         height,
                         width,
                         chunk,
-                        dict(attrs, split=split),
+                        hdf5_attrs(config, split),
                     )
                 if "torchmeta" in config.formats:
                     torchmeta = TorchmetaWriter(tmp, split, splits[split])
@@ -290,12 +323,7 @@ def _render_all(config: Config, pool: MnistPool, workers: int, tmp: Path, progre
         bar.close()
     files = {}
     for split in SPLITS:
-        names = []
-        if "hdf5" in config.formats:
-            names.append(hdf5_filename(split))
-        if "torchmeta" in config.formats:
-            names += [data_filename(split), labels_filename(split)]
-        for name in names:
+        for name in split_files(config.formats, split):
             files[name] = file_sha256(tmp / name)
     for info in split_info.values():
         if not info["png_sha256"]:
@@ -315,7 +343,7 @@ def _close(pair: tuple, quiet: bool = False) -> None:
                 raise
 
 
-def _swap_in(tmp: Path, out: Path, old: Path) -> None:
+def swap_in(tmp: Path, out: Path, old: Path) -> None:
     """Rename the finished TMP to OUT; an existing OUT is moved to OLD first and back on failure."""
     replacing = out.exists() or out.is_symlink()
     if replacing:
@@ -329,7 +357,7 @@ def _swap_in(tmp: Path, out: Path, old: Path) -> None:
         raise
 
 
-def _make_temp(out: Path) -> tuple[Path, list[Path]]:
+def make_temp(out: Path) -> tuple[Path, list[Path]]:
     """Create the hidden temp folder beside OUT; return it and the parent folders created for it."""
     parent = out.absolute().parent
     created = missing_parents(parent)
@@ -341,6 +369,33 @@ def _make_temp(out: Path) -> tuple[Path, list[Path]]:
         remove_created(created)
         raise MdmnistError(f"cannot write output {out}: {exc.strerror or exc}") from None
     return tmp, created
+
+
+def old_name(tmp: Path) -> Path:
+    """Where swap_in moves an existing output aside: the temp name with .old- for .tmp-."""
+    return tmp.with_name(tmp.name.replace(".tmp-", ".old-", 1))
+
+
+def clean_up(tmp: Path, old: Path, created: list[Path], done: bool) -> None:
+    """Remove the temp folder and the moved-aside old output; after a failure also the parents
+    this run created."""
+    for leftover in (tmp, old):
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        elif leftover.exists() or leftover.is_symlink():
+            leftover.unlink()
+    if not done:
+        remove_created(created)
+
+
+def split_files(formats: Sequence[str], split: str) -> list[str]:
+    """Names of SPLIT's files that the manifest's ``files`` section records."""
+    names = []
+    if "hdf5" in formats:
+        names.append(hdf5_filename(split))
+    if "torchmeta" in formats:
+        names += [data_filename(split), labels_filename(split)]
+    return names
 
 
 def generate(
@@ -356,15 +411,25 @@ def generate(
     mnist_path: str | Path | None = None,
     disjoint_sources: bool = False,
     progress: bool = True,
+    shard: Shard | str | None = None,
 ) -> Path:
-    """Generate a multi-digit MNIST dataset and return its directory (written atomically)."""
+    """Generate a multi-digit MNIST dataset (or shard K/N of one) and return its directory
+    (written atomically)."""
     config = validate(
-        num_digit, image_size, num_image_per_class, ratios, seed, formats, workers, disjoint_sources
+        num_digit,
+        image_size,
+        num_image_per_class,
+        ratios,
+        seed,
+        formats,
+        workers,
+        disjoint_sources,
+        shard,
     )
     out = Path(
         output
         if output is not None
-        else default_output_name(config.num_digit, config.seed, config.image_size)
+        else default_output_name(config.num_digit, config.seed, config.image_size, config.shard)
     )
     remove_stale_temps(out)  # left by killed runs (their pids are gone)
     if (out.exists() or out.is_symlink()) and not overwrite:
@@ -373,8 +438,8 @@ def generate(
     pool = load_mnist(mnist_path)
     for split in SPLITS:  # fail early, before any work, if a digit has no source image
         digit_index_lists(pool, split, config.disjoint_sources)
-    tmp, created = _make_temp(out)
-    old = tmp.with_name(tmp.name.replace(".tmp-", ".old-", 1))
+    tmp, created = make_temp(out)
+    old = old_name(tmp)
     done = False
     try:
         sections = _render_all(config, pool, workers, tmp, progress)
@@ -385,17 +450,13 @@ def generate(
             "mnist": {"origin": pool.origin, "sha256": pool.sha256},
             **sections,
         }
+        if config.shard is not None:
+            manifest["shard"] = {"index": config.shard[0], "count": config.shard[1]}
         write_manifest(tmp, manifest)
-        _swap_in(tmp, out, old)
+        swap_in(tmp, out, old)
         done = True
     except OSError as exc:
         raise MdmnistError(f"cannot write output {out}: {exc.strerror or exc}") from None
     finally:
-        for leftover in (tmp, old):
-            if leftover.is_dir() and not leftover.is_symlink():
-                shutil.rmtree(leftover, ignore_errors=True)
-            elif leftover.exists() or leftover.is_symlink():
-                leftover.unlink()
-        if not done:
-            remove_created(created)
+        clean_up(tmp, old, created, done)
     return out

@@ -16,6 +16,7 @@ from .errors import MdmnistError
 from .layout import stray_paths
 from .manifest import file_sha256, read_manifest, seal_digest
 from .render import png_filename
+from .shards import check_shard, shard_classes
 from .splits import SPLITS, split_classes
 from .writers.hdf5 import hdf5_filename
 from .writers.torchmeta import data_filename, labels_filename, torchmeta_order
@@ -136,7 +137,38 @@ def count_steps(manifest: dict) -> int:
     formats = manifest["args"]["formats"]
     per_format = sum(f in formats for f in ("png", "hdf5", "torchmeta"))
     classes = sum(len(manifest["splits"][s]["classes"]) for s in SPLITS)
-    return len(manifest.get("files", {})) + classes * per_format
+    linked = sum(len(sources) for sources in manifest.get("links", {}).values())
+    return len(manifest.get("files", {})) + linked + classes * per_format
+
+
+def manifest_shard(manifest: dict) -> tuple[int, int] | None:
+    """The (K, N) a shard's manifest records, None for a whole run (MdmnistError if malformed)."""
+    shard = manifest.get("shard")
+    if shard is None:
+        return None
+    args = manifest["args"]
+    return check_shard((shard["index"], shard["count"]), args["num_digit"], args["ratios"])
+
+
+def expected_classes(manifest: dict) -> dict[str, list[str]]:
+    """The classes per split that the manifest's arguments (and shard) give."""
+    args = manifest["args"]
+    every = split_classes(args["num_digit"], args["ratios"], args["seed"])
+    return shard_classes(every, manifest_shard(manifest))
+
+
+def _verify_links(root: Path, links: dict, tick: Tick) -> list[str]:
+    """Shard files that a linked merge's HDF5 files read from: present and unchanged."""
+    problems = []
+    for name, sources in sorted(links.items()):
+        for source, digest in sorted(sources.items()):
+            tick(1)
+            path = root / source
+            if not path.is_file():
+                problems.append(f"link {name} -> {source}: missing")
+            elif file_sha256(path) != digest:
+                problems.append(f"link {name} -> {source}: sha256 differs from the manifest")
+    return problems
 
 
 def verify(directory: str | Path, progress: Tick | None = None) -> list[str]:
@@ -158,12 +190,16 @@ def verify(directory: str | Path, progress: Tick | None = None) -> list[str]:
     try:
         args = manifest["args"]
         splits = manifest["splits"]
-        expected = split_classes(args["num_digit"], args["ratios"], args["seed"])
+        expected = expected_classes(manifest)
         formats = args["formats"]
         count = args["num_image_per_class"]
         if any(splits[s]["classes"] != expected[s] for s in SPLITS):
-            problems.append("manifest: class splits do not follow from its num_digit/ratios/seed")
-    except (KeyError, TypeError, ValueError) as exc:
+            problems.append(
+                "manifest: class splits do not follow from its num_digit/ratios/seed/shard"
+            )
+        links = manifest.get("links", {})
+        problems += _verify_links(root, links, tick)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         return [f"manifest: malformed ({exc})"]
     problems += [f"stray {p}: not written by mdmnist" for p in stray_paths(root, manifest)]
     for name, digest in sorted(manifest.get("files", {}).items()):

@@ -50,8 +50,11 @@ class TorchmetaWriter:
         for i, k in enumerate(order):
             data[i] = np.frombuffer(pngs[k], dtype=np.uint8)
         dset = self.group.create_dataset(name, (len(pngs),), dtype=self.vlen, track_times=False)
-        if len(pngs) == 1:
-            dset[0] = data[0]  # h5py cannot broadcast a one-element object array into vlen
+        if len(pngs) == 1 or len({len(png) for png in pngs}) == 1:
+            # h5py cannot store a one-element object array into vlen, and turns arrays of equal
+            # lengths into one 2-D array that does not fit: store those image by image.
+            for i, array in enumerate(data):
+                dset[i] = array
         else:
             dset[...] = data
 
