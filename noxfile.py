@@ -42,8 +42,9 @@ def compat(session: nox.Session) -> None:
 @nox.session(requires=["compat"])
 @nox.parametrize("package", PACKAGES)
 def tests(session: nox.Session, package: str) -> None:
-    """Install one package alone in a fresh venv and run its tests."""
-    _install_package(session, package)
+    """Install one package alone in a fresh venv and run its tests (with the optional
+    TensorFlow Datasets extra where a package has one, so its tests run too)."""
+    _install_package(session, package, extras="test,tfds" if package != "mnist1d" else "test")
     session.install("pytest-xdist")
     env = {"MNIST1D_ORACLE": str(ORACLE), "MNIST1D_REQUIRE_ORACLE": "1"}
     paths = [f"tests/{package}"]

@@ -35,6 +35,7 @@ def test_canonical_names_and_aliases():
         "flowers102",
         "pets",
         "mnist-super",
+        "folder",
     ]
     assert ALIASES == {
         "doubled": "doublemnist",
@@ -47,6 +48,7 @@ def test_canonical_names_and_aliases():
         "oxford-flowers": "flowers102",
         "oxford-pets": "pets",
         "oxford-iiit-pets": "pets",
+        "imagefolder": "folder",
     }
     for name in DATASETS:
         assert resolve_dataset(name) == name

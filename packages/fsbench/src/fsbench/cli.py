@@ -23,9 +23,10 @@ from fsbench.presets import (
     MODES_DATASETS,
     NATURAL_DATASETS,
     TABLES,
+    USER_DATASETS,
 )
 
-SIZED_DATASETS = (*MDMNIST_BASED, "flowers102", "pets")  # --image-size: made at that size
+SIZED_DATASETS = (*MDMNIST_BASED, "flowers102", "pets", *USER_DATASETS)  # --image-size
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -111,7 +112,7 @@ def _data_options(name: str, dataset_dir: Path | None, download: bool) -> dict:
                 f"--dataset-dir {dataset_dir} holds neither train.h5 (mdmnist HDF5) nor a "
                 "train/ PNG tree"
             )
-    elif name in NATURAL_DATASETS + MODES_DATASETS:
+    elif name in NATURAL_DATASETS + MODES_DATASETS + USER_DATASETS:
         options["path"] = str(dataset_dir)
     else:
         raise FsbenchError(f"--dataset-dir does not apply to {name} (it is generated)")
@@ -282,6 +283,16 @@ def _run_options(func):
             "instead of the published size; a recorded deviation",
         ),
         click.option(
+            "--split-ratios",
+            help="folder: TRAIN,VAL,TEST fractions of the classes of a flat DIR/<class>/ folder "
+            "(default 0.64,0.16,0.2)",
+        ),
+        click.option(
+            "--split-seed",
+            type=NONNEG,
+            help="folder: seed of the class shuffle before --split-ratios (default 0)",
+        ),
+        click.option(
             "--resize",
             type=POS,
             help="image datasets: resize every image to NxN at load (bilinear, antialias); "
@@ -318,7 +329,8 @@ def _run_options(func):
             "--dataset-dir",
             type=click.Path(exists=True, file_okay=False, path_type=Path),
             help="use this dataset folder as it is: an mdmnist output (HDF5 or PNG tree, e.g. "
-            "the published download) or an Omniglot folder of official zips",
+            "the published download), an Omniglot folder of official zips, or for the folder "
+            "dataset your images (DIR/train|val|test/<class>/<image> or DIR/<class>/<image>)",
         ),
         click.option(
             "--download", is_flag=True, help="omniglot: download the full official set if missing"
@@ -371,6 +383,23 @@ def _widths(text: str | None) -> list[int] | None:
     return widths
 
 
+def _folder_validation(data_options: dict, overrides: dict) -> None:
+    """A folder without a val split trains without validation (the last model is tested)."""
+    from fsbench.data.folder import LAYOUT_HELP, has_validation
+
+    path = data_options.get("path")
+    if path is None:
+        raise FsbenchError(f"the folder dataset needs --dataset-dir DIR ({LAYOUT_HELP})")
+    ratios, seed = data_options.get("split_ratios"), data_options.get("split_seed", 0)
+    if has_validation(Path(path), ratios, seed):
+        return
+    if overrides.get("eval_every") is None and overrides.get("select") is None:
+        logging.getLogger("fsbench").info(
+            "%s has no val split: no validation, the last model is tested", path
+        )
+        overrides["eval_every"], overrides["select"] = 0, "last"
+
+
 def _run(method: str, dataset: str, opts: dict) -> None:
     """``run`` and ``pretrain``: resolve the settings, train, evaluate, print one line."""
     from fsbench.engine import run_setting
@@ -387,6 +416,7 @@ def _run(method: str, dataset: str, opts: dict) -> None:
     split = opts.pop("omniglot_split")
     resize = opts.pop("resize")
     image_size = opts.pop("image_size")
+    folder_split = {"split_ratios": opts.pop("split_ratios"), "split_seed": opts.pop("split_seed")}
     data_options = _data_options(name, opts.pop("dataset_dir"), opts.pop("download"))
     overrides = {
         k: opts.pop(k)
@@ -409,14 +439,26 @@ def _run(method: str, dataset: str, opts: dict) -> None:
         if name != "omniglot":
             raise FsbenchError(f"--omniglot-split applies to omniglot only, not {name}")
         data_options["omniglot_split"] = split
+    for key, value in folder_split.items():
+        if value is not None:
+            if name not in USER_DATASETS:
+                flag = "--" + key.replace("_", "-")
+                raise FsbenchError(f"{flag} applies to the folder dataset only, not {name}")
+            data_options[key] = value
+    if name in USER_DATASETS:
+        _folder_validation(data_options, overrides)
     if resize is not None:
-        if name not in MDMNIST_DATASETS + NATURAL_DATASETS + MODES_DATASETS + ("omniglot",):
+        if name not in MDMNIST_DATASETS + NATURAL_DATASETS + MODES_DATASETS + USER_DATASETS + (
+            "omniglot",
+        ):
             raise FsbenchError(f"--resize applies to image datasets, not {name}")
         data_options["resize"] = resize
     if data_options:
         overrides["data_options"] = data_options
     settings = resolve_settings(method, name, overrides)
-    if name in MDMNIST_DATASETS + NATURAL_DATASETS + MODES_DATASETS or name == "omniglot":
+    if name in MDMNIST_DATASETS + NATURAL_DATASETS + MODES_DATASETS + USER_DATASETS or (
+        name == "omniglot"
+    ):
         settings["data_options"].setdefault("progress", not opts["quiet"])
     default = f"{method}_{name}_{settings['way']}w{settings['shot']}s_seed{settings['seed']}"
     if method == "pretrain":
@@ -473,6 +515,73 @@ def eval_(run_dir: Path, **opts) -> None:
         quiet=opts["quiet"],
     )
     click.echo(_result_line(settings["dataset"], result, out))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--support",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="labelled images: DIR/<class>/<image>, any number per class",
+)
+@click.option(
+    "--query",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="images to classify: DIR/<image>, or DIR/<class>/<image> to also score the accuracy",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="file to write (default: print to stdout)",
+)
+@click.option(
+    "--format",
+    "format_",
+    type=click.Choice(["csv", "json"]),
+    help="csv (default; json when --out ends in .json)",
+)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--overwrite", is_flag=True, help="replace an existing --out file")
+@click.option("--quiet", is_flag=True, help="warnings only")
+def predict(
+    run_dir: Path,
+    support: Path,
+    query: Path,
+    out: Path | None,
+    format_: str | None,
+    device: str,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
+    """Classify the --query images among the --support folder's classes with the run in RUN_DIR.
+
+    Writes one row per query image: its path, the predicted class, the true class when the
+    query folder has class folders, and a score (probability) per support class.
+    """
+    from fsbench.engine.predict import predict_folders, to_csv, to_json
+    from fsbench.results import atomic_write_bytes
+
+    _configure_logging(quiet)
+    if out is not None and out.exists() and not overwrite:
+        raise FsbenchError(f"--out {out} exists; pass --overwrite to replace it")
+    fmt = format_ or ("json" if out is not None and out.suffix.lower() == ".json" else "csv")
+    pred = predict_folders(run_dir, support, query, device=device)
+    text = to_json(pred) if fmt == "json" else to_csv(pred)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out, text.encode())
+    summary = (
+        f"{len(pred.files)} images, {len(pred.classes)} classes ({pred.method}: {pred.meaning})"
+    )
+    if pred.accuracy is not None:
+        summary += f"; accuracy {_fmt_pct(pred.accuracy)} % on the labelled queries"
+    if out is not None:
+        summary += f"; wrote {out}"
+    logging.getLogger("fsbench").info(summary)
 
 
 def _parse_seeds(seeds: str | None) -> tuple[int, ...] | None:

@@ -99,7 +99,8 @@ GENERATE_OPTIONS = [
         "formats",
         type=click.Choice(FORMATS),
         multiple=True,
-        help="Output format, repeatable [default: png].",
+        help="Output format, repeatable [default: png]; tfds writes a TensorFlow Datasets "
+        "folder (OUT/tfds/NAME/1.0.0, array_record) and needs pip install 'mdmnist[tfds]'.",
     ),
     click.option(
         "--workers", type=int, default=None, help="Worker processes [default: CPU cores, max 8]."

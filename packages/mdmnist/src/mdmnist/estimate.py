@@ -22,6 +22,7 @@ BLOCK = 4096  # smallest allocation of a file on common filesystems
 SECONDS_PER_PIXEL = 10e-9  # compositing, hashing and deflating, per worker
 SECONDS_PER_FILE = 100e-6  # creating one PNG file, per worker
 SECONDS_PER_TORCHMETA_IMAGE = 60e-6  # storing one PNG in the torchmeta HDF5 (main process)
+SECONDS_PER_TFDS_IMAGE = 150e-6  # reading back, PNG-encoding and storing one image for TFDS
 SECONDS_PER_CLASS = 0.3e-3  # drawing, dispatching and storing one class (main process)
 
 MAX_IMAGES = 2_000_000  # above this (or MAX_BYTES, or the free space) the CLI asks for --yes
@@ -113,15 +114,20 @@ def estimate(
         "png": images * max(BLOCK, png),
         "hdf5": images * deflated,
         "torchmeta": images * png,
+        "tfds": images * png,
     }
     bytes_on_disk = {fmt: int(on_disk[fmt]) for fmt in formats}
-    encodings = ("hdf5" in formats) + ("png" in formats or "torchmeta" in formats)
+    encodings = ("hdf5" in formats or "tfds" in formats) + (
+        "png" in formats or "torchmeta" in formats
+    )
     parallel = images * SECONDS_PER_PIXEL * height * width * encodings
     if "png" in formats:
         parallel += images * SECONDS_PER_FILE
     serial = classes * SECONDS_PER_CLASS
     if "torchmeta" in formats:
         serial += images * SECONDS_PER_TORCHMETA_IMAGE
+    if "tfds" in formats:
+        serial += images * SECONDS_PER_TFDS_IMAGE
     seconds = 1.0 + serial + parallel / max(1, workers)
     return Estimate(num_digit, classes, images, image_size, bytes_on_disk, seconds, workers)
 

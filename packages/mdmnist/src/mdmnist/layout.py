@@ -10,6 +10,7 @@ from .errors import MdmnistError
 from .manifest import MANIFEST, MANIFEST_VERSION
 from .render import png_filename
 from .splits import SPLITS
+from .writers import TFDS_DIR
 
 SHOWN = 5  # foreign paths named in one error line; the rest are counted
 
@@ -64,12 +65,24 @@ def stray_paths(root: Path, manifest: dict) -> list[str]:
     for name, entry in sorted(_entries(root).items()):
         if name in files and _is_plain_file(entry):
             continue
+        if name == TFDS_DIR and "tfds" in args.get("formats", []) and _is_plain_dir(entry):
+            strays += _stray_in_tfds(root, files)
+            continue
         if png and name in SPLITS and _is_plain_dir(entry):
             classes = manifest.get("splits", {}).get(name, {}).get("classes", [])
             strays += _stray_in_split(root, name, classes, args.get("num_image_per_class", 0))
             continue
         strays.append(name + ("/" if _is_plain_dir(entry) else ""))
     return strays
+
+
+def _stray_in_tfds(root: Path, files: set[str]) -> list[str]:
+    """Files under the TFDS export that the manifest does not list (its folders are fine)."""
+    return [
+        path.relative_to(root).as_posix()
+        for path in sorted((root / TFDS_DIR).rglob("*"))
+        if not path.is_dir() and path.relative_to(root).as_posix() not in files
+    ]
 
 
 def _mdmnist_manifest(root: Path) -> dict | None:

@@ -172,6 +172,11 @@ def _check_output(out: Path, shards: Sequence[ShardDir], overwrite: bool) -> Non
 def _config(manifest: dict) -> Config:
     """The whole run's validated arguments, from a shard's manifest."""
     args = manifest["args"]
+    if "tfds" in args["formats"]:
+        raise MdmnistError(
+            "merge does not join TensorFlow Datasets exports (--format tfds): generate the "
+            "shards with --format hdf5 and merge those, or make the tfds set in one run"
+        )
     return validate(
         args["num_digit"],
         args["image_size"],

@@ -23,7 +23,8 @@ from .randomness import LegacyDrawStream, draw_class
 from .render import ClassJob, ClassResult, init_worker, render_batch, render_class
 from .shards import Shard, check_shard, shard_classes, shard_suffix
 from .splits import SPLITS, class_digits, digit_index_lists, split_classes, split_counts
-from .writers import FORMATS
+from .tfds_export import export_hdf5_splits, require_tfds
+from .writers import FORMATS, TFDS_DIR
 from .writers.hdf5 import NativeHdf5Writer, hdf5_filename, images_per_chunk
 from .writers.torchmeta import TorchmetaWriter, data_filename, labels_filename
 
@@ -154,6 +155,8 @@ def validate(
         raise MdmnistError(
             f"format must be one or more of {', '.join(FORMATS)}, got {', '.join(map(str, bad)) or 'none'}"
         )
+    if "tfds" in chosen:
+        require_tfds()  # before any work: one line saying how to install the extra
     if not _is_int(workers) or workers < 1:
         raise MdmnistError(f"workers must be a positive integer, got {workers!r}")
     return Config(
@@ -217,7 +220,7 @@ def _jobs(
                 chunk=chunk,
                 png_dir=str(tmp / split / name) if "png" in config.formats else None,
                 want_png_bytes="torchmeta" in config.formats,
-                want_hdf5="hdf5" in config.formats,
+                want_hdf5=_needs_hdf5(config.formats),
             )
 
 
@@ -290,7 +293,7 @@ def _render_all(config: Config, pool: MnistPool, workers: int, tmp: Path, progre
                 for done in writers.values():
                     _close(done)
                 hdf5 = torchmeta = None
-                if "hdf5" in config.formats:
+                if _needs_hdf5(config.formats):
                     hdf5 = NativeHdf5Writer(
                         tmp / hdf5_filename(split),
                         splits[split],
@@ -321,14 +324,33 @@ def _render_all(config: Config, pool: MnistPool, workers: int, tmp: Path, progre
         for done in writers.values():
             _close(done, quiet=True)
         bar.close()
+    if "tfds" in config.formats:
+        _export_tfds(config, tmp)
     files = {}
     for split in SPLITS:
         for name in split_files(config.formats, split):
             files[name] = file_sha256(tmp / name)
+    for path in sorted((tmp / TFDS_DIR).rglob("*")):
+        if path.is_file():
+            files[path.relative_to(tmp).as_posix()] = file_sha256(path)
     for info in split_info.values():
         if not info["png_sha256"]:
             del info["png_sha256"]
     return {"splits": split_info, "files": files}
+
+
+def _needs_hdf5(formats: Sequence[str]) -> bool:
+    """The native HDF5 is written when asked for, and as the source of a TFDS export."""
+    return "hdf5" in formats or "tfds" in formats
+
+
+def _export_tfds(config: Config, tmp: Path) -> None:
+    """TMP/tfds from the split HDF5 files (removed after, unless HDF5 was asked for too)."""
+    h5_files = {split: tmp / hdf5_filename(split) for split in SPLITS}
+    export_hdf5_splits(h5_files, tmp / TFDS_DIR, config.num_digit)
+    if "hdf5" not in config.formats:
+        for path in h5_files.values():
+            path.unlink()
 
 
 def _close(pair: tuple, quiet: bool = False) -> None:

@@ -357,16 +357,27 @@ def fit_square(im: Image.Image, size: int) -> Image.Image:
     return im.resize((size, size), Image.Resampling.BILINEAR, box=box)
 
 
-def decode_image(data: ImageData, name: str, size: int) -> np.ndarray:
-    """One image file (path or bytes) as uint8 [3, size, size]; FsbenchError naming it if unreadable."""
+def to_mode(im: Image.Image, mode: str) -> Image.Image:
+    """Any PIL image as ``mode``: "RGB" (``to_rgb``) or "L" (8-bit grayscale, PIL's luma)."""
+    if mode == "RGB":
+        return to_rgb(im)
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    return im if im.mode == "L" else im.convert("L")
+
+
+def decode_image(data: ImageData, name: str, size: int, mode: str = "RGB") -> np.ndarray:
+    """One image file (path or bytes) as uint8 [C, size, size] (C = 3 for "RGB", 1 for "L");
+    FsbenchError naming it if unreadable."""
     try:
         with Image.open(data if isinstance(data, Path) else io.BytesIO(data)) as im:
-            im.draft("RGB", (2 * size, 2 * size))  # JPEG only: a cheaper decode, still >= 2S
-            square = fit_square(to_rgb(im), size)
+            # JPEG only: a cheaper decode, still >= 2S (grayscale keeps the file's own mode)
+            im.draft("RGB" if mode == "RGB" else None, (2 * size, 2 * size))
+            square = fit_square(to_mode(im, mode), size)
             pixels = np.asarray(square, dtype=np.uint8)
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
         raise FsbenchError(f"cannot decode image {name}: {e}") from None
-    return pixels.transpose(2, 0, 1)
+    return pixels.transpose(2, 0, 1) if pixels.ndim == 3 else pixels[None]
 
 
 def _archive_members(archive: Path, wanted: set[str]) -> Iterator[tuple[str, bytes]]:
@@ -409,20 +420,21 @@ def decode_all(
     size: int,
     *,
     progress: str | None = None,
+    mode: str = "RGB",
 ) -> np.ndarray:
-    """Decode ``count`` images into uint8 [count, 3, size, size] on a few threads.
+    """Decode ``count`` images into uint8 [count, C, size, size] on a few threads (C: ``mode``).
 
     Pillow releases the GIL while it decodes and resamples, so threads overlap; at most a few
     chunks wait at a time, so an archive's bytes are never all held in memory.
     """
     from tqdm.auto import tqdm
 
-    out = np.empty((count, 3, size, size), dtype=np.uint8)
+    out = np.empty((count, 3 if mode == "RGB" else 1, size, size), dtype=np.uint8)
     bar = tqdm(total=count, desc=progress, unit="img", disable=progress is None)
 
     def work(chunk: list[tuple[int, str, ImageData]]) -> int:
         for i, name, data in chunk:
-            out[i] = decode_image(data, name, size)
+            out[i] = decode_image(data, name, size, mode)
         return len(chunk)
 
     pending: deque[Future[int]] = deque()

@@ -61,6 +61,17 @@ DATASETS["mnist-super"] = (
     "super-classes that each join 3 DoubleMNIST classes sharing no digit position "
     "(20/5/6 of them from the 64/16/20 DoubleMNIST classes), 64x64: classes with 3 known modes"
 )
+DATASETS["tfds"] = (
+    "a TensorFlow Datasets folder (array_record, e.g. mdmnist --format tfds or your own "
+    "tfds-prepared data) given by --dataset-dir, with an image and a class-label feature; needs "
+    "pip install 'fsbench[tfds]'"
+)
+DATASETS["folder"] = (
+    "your own images: DIR/train|val|test/<class>/<image>, or DIR/<class>/<image> split by class "
+    "with --split-ratios and --split-seed; grayscale kept as 1 channel when every image is, "
+    "shorter side to --image-size (default: the images' own size if all square and equal, else "
+    "84) and centre crop"
+)
 ALIASES: dict[str, str] = {
     "doubled": "doublemnist",
     "tripled": "triplemnist",
@@ -72,6 +83,7 @@ ALIASES: dict[str, str] = {
     "oxford-flowers": "flowers102",
     "oxford-pets": "pets",
     "oxford-iiit-pets": "pets",
+    "imagefolder": "folder",
 }
 SPLITS = ("train", "val", "test", "trainval")  # trainval: train + val, for final training
 
@@ -100,6 +112,14 @@ OPTIONS["fashionmnist"] = {"path": None, "progress": True}
 OPTIONS["mnist-super"] = {**OPTIONS["doublemnist"], "parts": 3}
 OPTIONS["flowers102"] = {"path": None, "image_size": 84, "progress": True}
 OPTIONS["pets"] = {"path": None, "image_size": 84, "progress": True}
+OPTIONS["tfds"] = {"path": None, "progress": True}
+OPTIONS["folder"] = {
+    "path": None,
+    "image_size": None,
+    "split_ratios": None,
+    "split_seed": 0,
+    "progress": True,
+}
 for _name in (
     "doublemnist",
     "triplemnist",
@@ -110,6 +130,7 @@ for _name in (
     "flowers102",
     "pets",
     "mnist-super",
+    "folder",
 ):
     OPTIONS[_name]["resize"] = None  # an image size to resize to at load (see ``resized``)
 
@@ -171,7 +192,7 @@ def load_split(
     opts = {**allowed, **options}
     root = Path(data_root).expanduser() if data_root is not None else default_data_root()
     dev = _device(device)
-    if split == "trainval":
+    if split == "trainval" and canonical != "folder":  # folder: val may be absent, names merge
         return _trainval(canonical, root, dev, seed, opts)
     resize = opts.pop("resize", None)
     if canonical in ("doublemnist", "triplemnist"):
@@ -208,6 +229,14 @@ def load_split(
         from fsbench.data.oxford import load_pets
 
         store = load_pets(split, data_root=root, device=dev, **opts)
+    elif canonical == "tfds":
+        from fsbench.data.tfds_source import load_tfds
+
+        store = load_tfds(split, data_root=root, device=dev, **opts)
+    elif canonical == "folder":
+        from fsbench.data.folder import load_folder
+
+        store = load_folder(split, data_root=root, device=dev, **opts)
     else:
         from fsbench.data.omniglot import load_omniglot
 

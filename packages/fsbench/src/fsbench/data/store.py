@@ -159,9 +159,11 @@ class ArrayStore:
                 f"choose --way <= {self.num_classes}"
             )
         if shot + query > self.min_class_size:
+            small = self.class_names[int(self.class_counts.argmin())]
             raise FsbenchError(
                 f"--shot + --query = {shot + query} is larger than the smallest class "
-                f"({self.min_class_size} examples); choose shot + query <= {self.min_class_size}"
+                f"({self.min_class_size} examples), {small!r}; choose shot + query <= "
+                f"{self.min_class_size}"
             )
 
     def _check_generator(self, generator: torch.Generator) -> None:

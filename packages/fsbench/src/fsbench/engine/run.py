@@ -368,7 +368,12 @@ def run_setting(
             f"--pretrained {settings['pretrained']} was trained on examples of shape "
             f"{pretrained_shape}, but {name} has {list(train_store.example_shape)}"
         )
-    method = build_method(settings, train_store.example_shape, train_store.num_classes)
+    try:
+        method = build_method(settings, train_store.example_shape, train_store.num_classes)
+    except ValueError as exc:  # e.g. images too small for the network
+        raise FsbenchError(
+            f"{method_name} on {name}: {exc}; make the images larger (--image-size or --resize)"
+        ) from None
     if pretrained is not None and not (resume and (out / CHECKPOINT).exists()):
         try:
             method.load_pretrained(pretrained)

@@ -119,6 +119,34 @@ class Method:
         """Accuracy of each task of an episode batch, [B], on the model's device."""
         raise NotImplementedError
 
+    # -- one task: scores of queries given a labelled support set (episodes and predict) -----
+    def task_scores(
+        self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor, way: int
+    ) -> torch.Tensor:
+        """Class scores [Q, way] of one task's queries; their arg max is the prediction.
+
+        ``support_y`` holds labels 0..way-1 in any order and any number per class (episodes
+        have ``shot`` each, class-major; ``fsbench predict`` whatever a folder holds).
+        """
+        raise NotImplementedError
+
+    def probabilities(self, scores: torch.Tensor) -> torch.Tensor:
+        """``task_scores`` as class probabilities: a softmax (methods whose scores are already
+        probabilities override it)."""
+        return torch.softmax(scores.float(), dim=1)
+
+    def predict(
+        self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor, way: int
+    ) -> torch.Tensor:
+        """Class probabilities [Q, way] of query images, as in a test episode (``eval()``)."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                return self.probabilities(self.task_scores(support_x, support_y, query_x, way))
+        finally:
+            self.model.train(was_training)
+
     def evaluate(
         self,
         store: ArrayStore,

@@ -237,6 +237,10 @@ class Magnet(ModesMethod):
     ) -> torch.Tensor:
         return soft_vote(z, centres, centre_class, self.variance(), self.nearest, way)
 
+    def probabilities(self, scores: torch.Tensor) -> torch.Tensor:
+        """The soft vote is already a distribution over the classes."""
+        return scores.float()
+
     def extra_state(self) -> dict:
         return {
             "means": self.means,

@@ -107,6 +107,18 @@ class MAML(Method):
             params = {k: p - self.inner_lr * grads[k] for k, p in params.items()}
         return params
 
+    def task_logits(
+        self,
+        params: dict[str, torch.Tensor],
+        xs: torch.Tensor,
+        ys: torch.Tensor,
+        xq: torch.Tensor,
+        steps: int,
+    ) -> torch.Tensor:
+        """Query logits of one task after ``steps`` inner steps on its support set."""
+        fast = self.adapt(params, xs, ys, steps)
+        return functional_call(self.model, fast, (xq,))
+
     def task_loss(
         self,
         params: dict[str, torch.Tensor],
@@ -117,8 +129,7 @@ class MAML(Method):
         steps: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Query loss and accuracy of one task after adapting on its support set."""
-        fast = self.adapt(params, xs, ys, steps)
-        logits = functional_call(self.model, fast, (xq,))
+        logits = self.task_logits(params, xs, ys, xq, steps)
         loss = F.cross_entropy(logits, yq)
         acc = (logits.argmax(-1) == yq).float().mean()
         return loss, acc
@@ -215,6 +226,17 @@ class MAML(Method):
         with torch.no_grad():
             _, acc = self.run_tasks(params, episode, self.test_inner_steps, execution)
         return acc
+
+    def task_scores(
+        self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor, way: int
+    ) -> torch.Tensor:
+        """Logits after adapting on the whole support set (any shot per class) for the test
+        steps; batch statistics: the queries are normalised together, as in a test episode."""
+        if way != self.way:
+            raise ValueError(f"this MAML model has {self.way} outputs; it cannot test {way}-way")
+        params = {k: v.detach() for k, v in self.model.named_parameters()}
+        self.model.set_fused_norm(True)
+        return self.task_logits(params, support_x, support_y, query_x, self.test_inner_steps)
 
 
 class FOMAML(MAML):

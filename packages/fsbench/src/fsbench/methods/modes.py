@@ -15,7 +15,7 @@ import torch
 from fsbench.data.store import ArrayStore, Episode
 from fsbench.errors import FsbenchError
 from fsbench.methods.base import Method
-from fsbench.methods.clusters import support_modes
+from fsbench.methods.clusters import kmeans, support_modes
 
 CLUSTER_SEED = 0  # k-means++ seeding of test-episode modes: fixed, apart from the episode stream
 
@@ -60,16 +60,51 @@ class ModesMethod(Method):
         """Class scores [Q, way] of query embeddings against an episode's modes."""
         raise NotImplementedError
 
+    def task_scores(
+        self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor, way: int
+    ) -> torch.Tensor:
+        """Scores of the queries against each class's modes (k-means of its support)."""
+        z = self.embed(torch.cat([support_x, query_x]))
+        zs, zq = z[: support_x.shape[0]], z[support_x.shape[0] :]
+        gen = torch.Generator(device=z.device).manual_seed(CLUSTER_SEED)
+        centres, centre_class = task_modes(zs, support_y, way, self.modes, gen)
+        return self.scores(zq, centres, centre_class, way)
+
     def episode_accuracies(self, episode: Episode) -> torch.Tensor:
         out = []
         with torch.no_grad():
             for b in range(episode.support_x.shape[0]):
-                xs, xq = episode.support_x[b], episode.query_x[b]
-                z = self.embed(torch.cat([xs, xq]))
-                zs, zq = z[: xs.shape[0]], z[xs.shape[0] :]
-                gen = torch.Generator(device=z.device).manual_seed(CLUSTER_SEED)
-                k = min(self.modes, episode.shot)
-                centres, centre_class = support_modes(zs, episode.way, episode.shot, k, gen)
-                pred = self.scores(zq, centres, centre_class, episode.way).argmax(1)
+                pred = self.task_scores(
+                    episode.support_x[b], episode.support_y[b], episode.query_x[b], episode.way
+                ).argmax(1)
                 out.append((pred == episode.query_y[b]).float().mean())
         return torch.stack(out)
+
+
+def task_modes(
+    zs: torch.Tensor, ys: torch.Tensor, way: int, modes: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each class's min(modes, smallest shot) modes: centres [way*k, E] and classes [way*k].
+
+    An episode's class-major support of equal shots goes through ``support_modes`` in one batch;
+    other support sets (``fsbench predict``: any number per class) are clustered class by class,
+    with the same k for every class so that each has as many modes.
+    """
+    counts = torch.bincount(ys, minlength=way)
+    shot = int(counts.min())
+    if shot < 1:
+        raise ValueError("every class needs at least one support example")
+    k = min(modes, shot)
+    if bool((counts == shot).all()) and torch.equal(
+        ys, torch.arange(way, device=ys.device).repeat_interleave(shot)
+    ):
+        return support_modes(zs, way, shot, k, generator)
+    centres = []
+    for c in range(way):
+        members = zs[ys == c].float()
+        if k == 1:
+            centres.append(members.mean(0, keepdim=True))
+        else:
+            centres.append(kmeans(members.unsqueeze(0), k, generator)[0][0])
+    classes = torch.arange(way, device=zs.device).repeat_interleave(k)
+    return torch.cat(centres), classes

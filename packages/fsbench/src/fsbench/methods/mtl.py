@@ -139,13 +139,31 @@ class MTL(Method):
 
     def _task_logits(self, ep: Episode, b: int, steps: int) -> torch.Tensor:
         """Query logits of task ``b`` after fitting the classifier to its support set."""
+        return self.fitted_logits(ep.support_x[b], ep.support_y[b], ep.query_x[b], steps)
+
+    def fitted_logits(
+        self, xs: torch.Tensor, ys: torch.Tensor, xq: torch.Tensor, steps: int
+    ) -> torch.Tensor:
+        """Query logits after ``steps`` first-order steps of the classifier on the support set."""
         backbone, fc = self.model["backbone"], self.model["fc"]
         with torch.no_grad():  # first order: no gradient reaches the support features
-            zs = backbone.embed(ep.support_x[b])
+            zs = backbone.embed(xs)
         w, bias = fit_linear_head(
-            fc.weight, fc.bias, zs, ep.support_y[b], steps, float(self.settings["inner_lr"])
+            fc.weight, fc.bias, zs, ys, steps, float(self.settings["inner_lr"])
         )
-        return F.linear(backbone.embed(ep.query_x[b]).float(), w, bias)
+        return F.linear(backbone.embed(xq).float(), w, bias)
+
+    def task_scores(
+        self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor, way: int
+    ) -> torch.Tensor:
+        """Logits of the classifier fitted to the support set (any shot) for the test steps."""
+        if way != self.way:
+            raise ValueError(
+                f"this MTL classifier has {self.way} outputs; it cannot test {way}-way"
+            )
+        return self.fitted_logits(
+            support_x, support_y, query_x, int(self.settings["test_inner_steps"])
+        )
 
     def train_loss(self, batch: Episode) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         steps = int(self.settings["inner_steps"])

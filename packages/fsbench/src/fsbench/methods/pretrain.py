@@ -96,22 +96,29 @@ class Pretrain(Method):
             store.check_episode(s["way"], s["shot"], s["query"])
 
     # -- few-shot evaluation: a new linear head per task ------------------------------------
-    def episode_accuracies(self, episode: Episode) -> torch.Tensor:
+    def task_scores(
+        self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor, way: int
+    ) -> torch.Tensor:
+        """Logits of a new linear head (from zeros) fitted to the support features."""
         s = self.settings
+        zs = self.model.embed(support_x)
+        zq = self.model.embed(query_x)
+        w, bias = fit_linear_head(
+            zs.new_zeros(way, zs.shape[1]),
+            zs.new_zeros(way),
+            zs,
+            support_y,
+            int(s["test_inner_steps"]),
+            float(s["inner_lr"]),
+        )
+        return F.linear(zq.float(), w, bias)
+
+    def episode_accuracies(self, episode: Episode) -> torch.Tensor:
         out = []
         with torch.no_grad():
             for b in range(episode.support_x.shape[0]):
-                zs = self.model.embed(episode.support_x[b])
-                zq = self.model.embed(episode.query_x[b])
-                w = zs.new_zeros(episode.way, zs.shape[1])
-                w, bias = fit_linear_head(
-                    w,
-                    zs.new_zeros(episode.way),
-                    zs,
-                    episode.support_y[b],
-                    int(s["test_inner_steps"]),
-                    float(s["inner_lr"]),
+                logits = self.task_scores(
+                    episode.support_x[b], episode.support_y[b], episode.query_x[b], episode.way
                 )
-                logits = F.linear(zq.float(), w, bias)
                 out.append((logits.argmax(1) == episode.query_y[b]).float().mean())
         return torch.stack(out)

@@ -81,12 +81,17 @@ class ProtoNet(Method):
         self._lite_subset: torch.Tensor | None = None  # drawn with the episode
 
     def _logits(self, ep: Episode, b: int, way: int) -> torch.Tensor:
-        xs, xq = ep.support_x[b], ep.query_x[b]
+        return self.task_scores(ep.support_x[b], ep.support_y[b], ep.query_x[b], way)
+
+    def task_scores(
+        self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor, way: int
+    ) -> torch.Tensor:
+        """Logits: minus the distance to each class's prototype (the mean of its support)."""
         # One forward pass, as Snell et al.: in training, batch norm sees the whole episode; in
         # eval() with running statistics every image is normalised on its own.
-        z = self.model(torch.cat([xs, xq]))
-        zs, zq = z[: xs.shape[0]], z[xs.shape[0] :]
-        return prototypical_logits(zs, ep.support_y[b], zq, way, self.distance)
+        z = self.model(torch.cat([support_x, query_x]))
+        zs, zq = z[: support_x.shape[0]], z[support_x.shape[0] :]
+        return prototypical_logits(zs, support_y, zq, way, self.distance)
 
     def check(self, store: ArrayStore, split: str) -> None:
         s = self.settings
