@@ -44,7 +44,7 @@ def compat(session: nox.Session) -> None:
 def tests(session: nox.Session, package: str) -> None:
     """Install one package alone in a fresh venv and run its tests (with the optional
     TensorFlow Datasets extra where a package has one, so its tests run too)."""
-    _install_package(session, package, extras="test,tfds" if package != "mnist1d" else "test")
+    _install_package(session, package, extras="test,tfds")
     session.install("pytest-xdist")
     env = {"MNIST1D_ORACLE": str(ORACLE), "MNIST1D_REQUIRE_ORACLE": "1"}
     paths = [f"tests/{package}"]

@@ -125,26 +125,54 @@ def main() -> None:
 @click.option(
     "--output",
     "-o",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("mnist1d_data.npz"),
+    type=click.Path(path_type=Path),
+    default=None,
+    help="File to write: .npz, .h5/.hdf5, or .pkl (the reference's pickle layout) "
+    "[default: mnist1d_data.npz]; with --format tfds a folder [default: mnist1d_tfds].",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["file", "tfds"]),
+    default="file",
     show_default=True,
-    help="File to write: .npz, .h5/.hdf5, or .pkl (the reference's pickle layout).",
+    help="file: one file in the format OUTPUT's extension names; tfds: a TensorFlow Datasets "
+    "folder OUTPUT/mnist1d/1.0.0 (array_record; needs pip install 'mnist1d[tfds]').",
 )
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
-def make(output: Path, overwrite: bool, quiet: bool, **kwargs: Any) -> None:
+def make(output: Path | None, fmt: str, overwrite: bool, quiet: bool, **kwargs: Any) -> None:
     """Generate MNIST-1D with the given arguments and write it to OUTPUT atomically."""
+    if output is None:
+        output = Path("mnist1d_tfds" if fmt == "tfds" else "mnist1d_data.npz")
     try:
         args = check_args(kwargs)
-        file_format(output)
-        check_writable(output, overwrite, datasets_only=True)
+        if fmt == "tfds":
+            from mnist1d.tfds_export import check_output, require_tfds
+
+            require_tfds()
+            check_output(output, overwrite)
+        else:
+            file_format(output)
+            check_writable(output, overwrite, datasets_only=True)
     except ArgumentError as e:
         raise _usage_error(e) from None
     except StorageError as e:
-        raise _usage_error(e, "--output") from None
+        raise _usage_error(
+            e, "--format" if "tfds" in str(e) and fmt == "tfds" else "--output"
+        ) from None
 
     with _stop_signals_exit():
         dataset = _generate_with_progress(args, quiet)
+        if fmt == "tfds":
+            from mnist1d.tfds_export import export_tfds
+
+            folder = export_tfds(dataset, output, overwrite)
+            if not quiet:
+                click.echo(
+                    f"wrote {folder} (tfds): train {len(dataset['x'])}, test {len(dataset['x_test'])}"
+                )
+            return
         _save(dataset, output, args, overwrite)
     if not quiet:
         click.echo(
