@@ -35,6 +35,7 @@ def test_canonical_names_and_aliases():
         "flowers102",
         "pets",
         "mnist-super",
+        "tfds",
         "folder",
     ]
     assert ALIASES == {
