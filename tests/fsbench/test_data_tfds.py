@@ -60,3 +60,58 @@ def test_import_fsbench_never_imports_tfds():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_run_protonet_on_a_tfds_folder(both, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+    from fsbench.cli import main
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "protonet",
+            "tfds",
+            "--dataset-dir",
+            str(both),
+            "--iterations",
+            "3",
+            "--hidden",
+            "4",
+            "--shot",
+            "1",
+            "--query",
+            "2",
+            "--train-query",
+            "2",
+            "--episodes",
+            "3",
+            "--eval-every",
+            "0",
+            "--select",
+            "last",
+            "--data-root",
+            str(tmp_path / "root"),
+            "--out",
+            str(out),
+            "--quiet",
+            "--threads",
+            "1",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    r = json.loads((out / "result.json").read_text())
+    assert r["data"]["train"]["classes"] == 64 and r["published_percent"] is None
+    assert "no published number" in result.output
+
+
+def test_run_on_tfds_without_dataset_dir_is_one_error_line(tmp_path):
+    from cli_errors import assert_one_line_error
+    from click.testing import CliRunner
+    from fsbench.cli import main
+
+    result = CliRunner().invoke(main, ["run", "protonet", "tfds", "--out", str(tmp_path / "o")])
+    assert_one_line_error(result, "--dataset-dir")

@@ -360,3 +360,62 @@ def test_run_on_mnist_super_end_to_end(tmp_path, super_root, method):
     assert r["data"]["train"]["classes"] == 20 and r["data"]["test"]["classes"] == 6
     assert r["data"]["test"]["modes"]["02+17+25"] == ["02", "17", "25"]
     assert r["published_percent"] is None
+
+
+def test_eval_of_a_magnet_run_uses_its_trained_variance(tmp_path, super_root):
+    import json
+
+    out = tmp_path / "m"
+    args = [
+        "run",
+        "magnet",
+        "mnist-super",
+        "--images-per-class",
+        "6",
+        "--resize",
+        "16",
+        "--iterations",
+        "4",
+        "--hidden",
+        "4",
+        "--episodes",
+        "3",
+        "--query",
+        "1",
+        "--eval-every",
+        "0",
+        "--select",
+        "last",
+        "--refresh-every",
+        "2",
+        "--images-per-cluster",
+        "2",
+        "--data-root",
+        str(super_root),
+        "--out",
+        str(out),
+        "--quiet",
+        "--threads",
+        "1",
+    ]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    from fsbench.engine.evaluate import evaluate_run
+    from fsbench.methods.magnet import Magnet
+
+    seen = {}
+    original = Magnet.load_extra_state
+
+    def spy(self, state):
+        original(self, state)
+        seen["variance"] = self.variance()
+
+    import pytest as _pytest
+
+    with _pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Magnet, "load_extra_state", spy)
+        again = evaluate_run(out, tmp_path / "e", data_root=super_root, device="cpu", quiet=True)
+    trained = json.loads((out / "result.json").read_text())
+    # the variance the run tested with (result.json) is the one eval restores, not 1.0
+    assert seen["variance"] != 1.0
+    assert seen["variance"] == pytest.approx(trained["soft_vote_variance"])
+    assert again["accuracy"] == trained["accuracy"]

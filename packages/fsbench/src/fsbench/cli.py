@@ -400,6 +400,23 @@ def _folder_validation(data_options: dict, overrides: dict) -> None:
         overrides["eval_every"], overrides["select"] = 0, "last"
 
 
+def _tfds_validation(data_options: dict, overrides: dict) -> None:
+    """A TFDS dataset without a val split trains without validation (the last model is tested)."""
+    import json
+
+    from fsbench.data.tfds_source import INFO, dataset_folder
+
+    folder = dataset_folder(data_options.get("path"))
+    splits = {s.get("name") for s in json.loads((folder / INFO).read_text()).get("splits", [])}
+    if "val" in splits:
+        return
+    if overrides.get("eval_every") is None and overrides.get("select") is None:
+        logging.getLogger("fsbench").info(
+            "%s has no val split: no validation, the last model is tested", folder
+        )
+        overrides["eval_every"], overrides["select"] = 0, "last"
+
+
 def _run(method: str, dataset: str, opts: dict) -> None:
     """``run`` and ``pretrain``: resolve the settings, train, evaluate, print one line."""
     from fsbench.engine import run_setting
@@ -441,12 +458,14 @@ def _run(method: str, dataset: str, opts: dict) -> None:
         data_options["omniglot_split"] = split
     for key, value in folder_split.items():
         if value is not None:
-            if name not in USER_DATASETS:
+            if name != "folder":
                 flag = "--" + key.replace("_", "-")
                 raise FsbenchError(f"{flag} applies to the folder dataset only, not {name}")
             data_options[key] = value
-    if name in USER_DATASETS:
+    if name == "folder":
         _folder_validation(data_options, overrides)
+    elif name == "tfds":
+        _tfds_validation(data_options, overrides)
     if resize is not None:
         if name not in MDMNIST_DATASETS + NATURAL_DATASETS + MODES_DATASETS + USER_DATASETS + (
             "omniglot",

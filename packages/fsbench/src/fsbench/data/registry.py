@@ -131,6 +131,7 @@ for _name in (
     "pets",
     "mnist-super",
     "folder",
+    "tfds",
 ):
     OPTIONS[_name]["resize"] = None  # an image size to resize to at load (see ``resized``)
 

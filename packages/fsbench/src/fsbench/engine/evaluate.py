@@ -111,6 +111,8 @@ def evaluate_run(
     method.to(dev)
     weights, why = tested_weights(run_dir, settings, None)
     method.model.load_state_dict(weights)
+    # the method's own state (e.g. Magnet's soft-vote variance) is part of the trained model
+    method.load_extra_state(load_checkpoint(Path(run_dir) / CHECKPOINT).get("method") or {})
     episodic = method_name not in CLASSIFIER_METHODS
     if episodic:
         test_store.check_episode(new["way"], new["shot"], new["query"])
