@@ -314,10 +314,12 @@ def super_root(tmp_path_factory):
     return tmp_path_factory.mktemp("data")
 
 
-@pytest.mark.parametrize("method", ["magnet", "repmet"])
-def test_run_on_mnist_super_end_to_end(tmp_path, super_root, method):
-    out = tmp_path / method
-    args = [
+def tiny_run(method: str, root, out, *extra: str) -> list[str]:
+    """`fsbench run` arguments of a seconds-long run on a tiny generated mnist-super."""
+    own = ["--refresh-every", "2", "--images-per-cluster", "2"]
+    if method == "repmet":
+        own = ["--embedding-dim", "8"]
+    return [
         "run",
         method,
         "mnist-super",
@@ -333,24 +335,24 @@ def test_run_on_mnist_super_end_to_end(tmp_path, super_root, method):
         "3",
         "--query",
         "1",
-        "--eval-every",
-        "2",
-        "--eval-episodes",
-        "2",
         "--modes",
         "2",
         "--data-root",
-        str(super_root),
+        str(root),
         "--out",
         str(out),
         "--quiet",
         "--threads",
         "1",
+        *own,
+        *extra,
     ]
-    if method == "magnet":
-        args += ["--refresh-every", "2", "--images-per-cluster", "2"]
-    else:
-        args += ["--embedding-dim", "8"]
+
+
+@pytest.mark.parametrize("method", ["magnet", "repmet"])
+def test_run_on_mnist_super_end_to_end(tmp_path, super_root, method):
+    out = tmp_path / method
+    args = tiny_run(method, super_root, out, "--eval-every", "2", "--eval-episodes", "2")
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     import json
@@ -366,38 +368,7 @@ def test_eval_of_a_magnet_run_uses_its_trained_variance(tmp_path, super_root):
     import json
 
     out = tmp_path / "m"
-    args = [
-        "run",
-        "magnet",
-        "mnist-super",
-        "--images-per-class",
-        "6",
-        "--resize",
-        "16",
-        "--iterations",
-        "4",
-        "--hidden",
-        "4",
-        "--episodes",
-        "3",
-        "--query",
-        "1",
-        "--eval-every",
-        "0",
-        "--select",
-        "last",
-        "--refresh-every",
-        "2",
-        "--images-per-cluster",
-        "2",
-        "--data-root",
-        str(super_root),
-        "--out",
-        str(out),
-        "--quiet",
-        "--threads",
-        "1",
-    ]
+    args = tiny_run("magnet", super_root, out, "--eval-every", "0", "--select", "last")
     assert CliRunner().invoke(main, args).exit_code == 0
     from fsbench.engine.evaluate import evaluate_run
     from fsbench.methods.magnet import Magnet

@@ -26,7 +26,7 @@ import torch
 from fsbench.data.store import ArrayStore
 from fsbench.methods.clusters import kmeans
 from fsbench.methods.modes import ModesMethod
-from fsbench.models.conv4 import Conv4
+from fsbench.models.conv4 import embedding_conv4
 
 ALPHA = 1.0  # the paper's cluster-separation margin
 
@@ -118,15 +118,7 @@ class Magnet(ModesMethod):
 
     def __init__(self, settings: dict, example_shape: tuple[int, ...], num_classes: int) -> None:
         super().__init__(settings, example_shape, num_classes)
-        self.model = Conv4(
-            example_shape,
-            hidden=settings["hidden"],
-            num_classes=None,
-            pool="max",
-            norm=settings.get("norm", "running"),
-            affine=settings.get("norm_affine", "scale+shift"),
-            init=settings.get("init", "torch"),
-        )
+        self.model = embedding_conv4(example_shape, settings)
         self.alpha = float(settings.get("margin", ALPHA))
         self.refresh_every = int(settings.get("refresh_every") or 0)  # 0: once per epoch
         self.nearest = int(settings.get("nearest") or 1)

@@ -18,7 +18,7 @@ from fsbench.data.store import ArrayStore, Episode
 from fsbench.methods.base import Method
 from fsbench.methods.lite import CHUNK as LITE_CHUNK
 from fsbench.methods.lite import draw_subset, lite_embed
-from fsbench.models.conv4 import Conv4
+from fsbench.models.conv4 import embedding_conv4
 
 DISTANCES = ("sqeuclidean", "euclidean")
 
@@ -67,15 +67,7 @@ class ProtoNet(Method):
 
     def __init__(self, settings: dict, example_shape: tuple[int, ...], num_classes: int) -> None:
         super().__init__(settings, example_shape, num_classes)
-        self.model = Conv4(
-            example_shape,
-            hidden=settings["hidden"],
-            num_classes=None,
-            pool="max",
-            norm=settings.get("norm", "running"),
-            affine=settings.get("norm_affine", "scale+shift"),
-            init=settings.get("init", "torch"),
-        )
+        self.model = embedding_conv4(example_shape, settings)
         self.distance = settings.get("distance", "sqeuclidean")
         self.lite_h = int(settings.get("lite_h") or 0)
         self._lite_subset: torch.Tensor | None = None  # drawn with the episode

@@ -27,7 +27,7 @@ from torch import nn
 from fsbench.data.store import ArrayStore
 from fsbench.errors import FsbenchError
 from fsbench.methods.modes import ModesMethod
-from fsbench.models.conv4 import Conv4
+from fsbench.models.conv4 import Conv4, embedding_conv4
 
 SIGMA = 0.5
 ALPHA = 1.0
@@ -91,15 +91,7 @@ class RepMet(ModesMethod):
 
     def __init__(self, settings: dict, example_shape: tuple[int, ...], num_classes: int) -> None:
         super().__init__(settings, example_shape, num_classes)
-        backbone = Conv4(
-            example_shape,
-            hidden=settings["hidden"],
-            num_classes=None,
-            pool="max",
-            norm=settings.get("norm", "running"),
-            affine=settings.get("norm_affine", "scale+shift"),
-            init=settings.get("init", "torch"),
-        )
+        backbone = embedding_conv4(example_shape, settings)
         self.model = RepMetNet(backbone, int(settings["embedding_dim"]), num_classes, self.modes)
         self.sigma = float(settings.get("sigma") or SIGMA)
         self.alpha = float(settings.get("margin", ALPHA))

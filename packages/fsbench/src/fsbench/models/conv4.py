@@ -188,3 +188,17 @@ class Conv4(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.embed(x)
         return self.head(z) if self.head is not None else z
+
+
+def embedding_conv4(example_shape: tuple[int, ...], settings: dict) -> Conv4:
+    """The metric-learning embedding (ProtoNets, Magnet loss, RepMet): Conv-4 with max pooling,
+    no head, flattened, its width, norm and initialisation from a run's settings."""
+    return Conv4(
+        example_shape,
+        hidden=settings["hidden"],
+        num_classes=None,
+        pool="max",
+        norm=settings.get("norm", "running"),
+        affine=settings.get("norm_affine", "scale+shift"),
+        init=settings.get("init", "torch"),
+    )
