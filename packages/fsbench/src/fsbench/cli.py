@@ -57,6 +57,7 @@ class FsbenchGroup(click.Group):
     """A click group whose errors are one line on stderr and a non-zero exit code."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        self.argv = list(sys.argv[1:] if args is None else args)  # for run --nproc
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.ClickException as exc:
@@ -353,10 +354,58 @@ RUN_METHODS = sorted(m for m in METHODS if m != "pretrain")
 @main.command()
 @click.argument("method", type=click.Choice(RUN_METHODS, case_sensitive=False), metavar="METHOD")
 @click.argument("dataset")
+@click.option(
+    "--nproc",
+    type=POS,
+    help="train data-parallel in N processes on this machine: the same command under "
+    "torchrun --nproc-per-node N (several machines: run torchrun yourself, see the README)",
+)
 @_run_options
-def run(method: str, dataset: str, **opts) -> None:
+def run(method: str, dataset: str, nproc: int | None, **opts) -> int:
     """Train and evaluate METHOD on DATASET with its published protocol; a flag overrides one value."""
+    if nproc is not None and nproc > 1:
+        check_meta_batch(method.lower(), dataset, opts["meta_batch"], nproc)
+        return launch_torchrun(nproc, click.get_current_context().find_root().command.argv)
     _run(method.lower(), dataset, opts)
+    return 0
+
+
+def check_meta_batch(method: str, dataset: str, meta_batch: int | None, nproc: int) -> None:
+    """Before starting torchrun: MAML and MTL need a meta-batch that splits over the processes."""
+    from fsbench.presets import resolve_settings
+
+    overrides = {} if meta_batch is None else {"meta_batch": meta_batch}
+    settings = resolve_settings(method, _dataset(dataset), overrides)
+    if method in ("maml", "fomaml", "mtl") and int(settings["meta_batch"]) % nproc:
+        raise FsbenchError(
+            f"--meta-batch {settings['meta_batch']} cannot be split over {nproc} processes; use "
+            f"a multiple of {nproc}"
+        )
+
+
+def without_nproc(argv: list[str]) -> list[str]:
+    """The command line without its --nproc N (or --nproc=N)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out
+
+
+def launch_torchrun(nproc: int, argv: list[str]) -> int:
+    """``run --nproc N``: this command again under torchrun (one machine, N processes); its code."""
+    import os
+    import subprocess
+
+    if "WORLD_SIZE" in os.environ:
+        raise FsbenchError("--nproc starts torchrun itself; under torchrun, leave --nproc out")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd += ["--nproc-per-node", str(nproc), "-m", "fsbench", *without_nproc(argv)]
+    return subprocess.call(cmd)
 
 
 @main.command()
@@ -419,7 +468,7 @@ def _tfds_validation(data_options: dict, overrides: dict) -> None:
 
 def _run(method: str, dataset: str, opts: dict) -> None:
     """``run`` and ``pretrain``: resolve the settings, train, evaluate, print one line."""
-    from fsbench.engine import run_setting
+    from fsbench.engine import distributed, run_setting
     from fsbench.presets import resolve_settings
 
     _configure_logging(opts["quiet"])
@@ -483,16 +532,22 @@ def _run(method: str, dataset: str, opts: dict) -> None:
     if method == "pretrain":
         default = f"pretrain_{name}_{settings['backbone']}_seed{settings['seed']}"
     out = opts["out"] or Path("runs") / default
-    result = run_setting(
-        settings,
-        out,
-        data_root=opts["data_root"],
-        device=opts["device"],
-        resume=opts["resume"],
-        overwrite=opts["overwrite"],
-        quiet=opts["quiet"],
-    )
-    click.echo(_result_line(name, result, out))
+    main_rank = True
+    try:
+        result = run_setting(
+            settings,
+            out,
+            data_root=opts["data_root"],
+            device=opts["device"],
+            resume=opts["resume"],
+            overwrite=opts["overwrite"],
+            quiet=opts["quiet"],
+        )
+        main_rank = distributed.is_main()
+    finally:
+        distributed.shutdown()
+    if main_rank:
+        click.echo(_result_line(name, result, out))
 
 
 @main.command(name="eval")

@@ -12,6 +12,7 @@ import torch
 from tqdm import tqdm
 
 from fsbench.data.store import ArrayStore
+from fsbench.engine import distributed
 from fsbench.engine.device import (
     autocast,
     configure_backend,
@@ -238,7 +239,14 @@ def test_episodes(
         autocast(dev, precision),
     ):
         return method.evaluate(
-            store, gen, int(settings["episodes"]), progress=bar, way=way, shot=shot, query=query
+            store,
+            gen,
+            int(settings["episodes"]),
+            progress=bar,
+            way=way,
+            shot=shot,
+            query=query,
+            **distributed.eval_share(method),
         )
 
 
@@ -329,9 +337,17 @@ def run_setting(
     loader: Loader | None = None,
     describe: Describer | None = None,
 ) -> dict:
-    """Train and evaluate one setting into ``out``; returns the result dict (also result.json)."""
+    """Train and evaluate one setting into ``out``; returns the result dict (also result.json).
+
+    Under torchrun (WORLD_SIZE > 1) every rank calls this: they train data-parallel
+    (engine/distributed.py), only rank 0 writes OUT, and world_size becomes a setting.
+    """
     out = Path(out)
-    dev = resolve_device(device)
+    dev = distributed.init_from_env(resolve_device(device))
+    world = distributed.world_size()
+    if world > 1:  # it changes the sampled tasks (ProtoNets: the episodes per step)
+        settings = {**settings, "world_size": world}
+        quiet = quiet or not distributed.is_main()
     precision = resolve_precision(settings.get("precision", "fp32"), dev)
     if loader is None:
         loader, describe = _registry_loader()
@@ -374,6 +390,8 @@ def run_setting(
         raise FsbenchError(
             f"{method_name} on {name}: {exc}; make the images larger (--image-size or --resize)"
         ) from None
+    if world > 1:
+        method.split_over_ranks(world)
     if pretrained is not None and not (resume and (out / CHECKPOINT).exists()):
         try:
             method.load_pretrained(pretrained)
@@ -402,7 +420,8 @@ def run_setting(
         )
 
     # Only now, with every input checked, does OUT appear.
-    prepare_out_dir(out, resume, overwrite)
+    if distributed.is_main():
+        prepare_out_dir(out, resume, overwrite)
     outcome: TrainOutcome = train(
         method,
         train_store,
@@ -414,8 +433,12 @@ def run_setting(
         val_store=val_store,
         quiet=quiet,
     )
-    weights, why = tested_weights(out, settings, outcome.best_iteration)
-    method.model.load_state_dict(weights)
+    why = None
+    if distributed.is_main():
+        weights, why = tested_weights(out, settings, outcome.best_iteration)
+        method.model.load_state_dict(weights)
+    why = distributed.broadcast_object(why)
+    distributed.broadcast_module(method.model)  # rank 0's tested weights on every rank
     selection = {
         "select": settings.get("select", "last"),
         "tested": why,
@@ -445,10 +468,13 @@ def run_setting(
         selection=selection,
         timings=timings,
     )
+    if world > 1:
+        result["world_size"] = world
     result.update(method.summary())
     if method_name in ("maml", "fomaml"):
         result["maml_exec"] = method.execution
         if method.execution_timings:
             result["maml_exec_seconds"] = method.execution_timings
-    write_run_files(out, result, res.per_episode, curve=True)
+    if distributed.is_main():
+        write_run_files(out, result, res.per_episode, curve=True)
     return result

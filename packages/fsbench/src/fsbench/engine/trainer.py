@@ -18,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from fsbench.data.store import ArrayStore
+from fsbench.engine import distributed
 from fsbench.engine.device import autocast, grad_scaler
 from fsbench.methods.base import Method
 from fsbench.results import BEST, CHECKPOINT, METRICS, MetricsLog, atomic_write_bytes
@@ -65,6 +66,36 @@ class TrainOutcome:
     best_iteration: int | None = None  # iteration of the best validation accuracy, if any
     best_val_accuracy: float | None = None
     validations: int = 0
+
+
+class NoLog:
+    """The metrics log of a rank other than 0: it writes nothing (rank 0 logs the mean)."""
+
+    def write(self, record: dict) -> None:
+        """Drop the record."""
+
+    def position(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def rank_state(gen: torch.Generator, method: Method) -> dict:
+    """What differs between ranks and a checkpoint must keep for each: RNG streams, method state."""
+    return {
+        "generator": gen.get_state(),
+        "cpu_rng": torch.get_rng_state(),
+        "method": method.extra_state(),
+    }
+
+
+def restore_rank_state(state: dict, gen: torch.Generator, method: Method) -> None:
+    """This rank's part of a checkpoint written by ``world_size`` ranks."""
+    mine = state["ranks"][distributed.rank()]
+    gen.set_state(mine["generator"])
+    torch.set_rng_state(mine["cpu_rng"])
+    method.load_extra_state(mine["method"] or {})
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -176,7 +207,8 @@ def train(
     log_every = max(1, iterations // 2000)
     optimizer, scheduler = method.make_optimizer()
     scaler = grad_scaler(device, precision)
-    gen = make_generator(train_store.device, int(settings["seed"]))
+    gen = make_generator(train_store.device, distributed.rank_seed(int(settings["seed"])))
+    main = distributed.is_main()
     start = 0
     log_position = None
     best: dict = {"iteration": None, "accuracy": None, "validations": 0}
@@ -192,12 +224,19 @@ def train(
         if device.type == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(state["cuda_rng"], device)
         method.load_extra_state(state.get("method") or {})
+        if "ranks" in state:  # written by several ranks: each takes back its own streams
+            restore_rank_state(state, gen, method)
         best = dict(state.get("best") or best)
         start = int(state["iteration"])
         log_position = int(state["metrics_position"])
-    log_file = MetricsLog(out_dir / METRICS, resume_position=log_position)
+    log_file = MetricsLog(out_dir / METRICS, resume_position=log_position) if main else NoLog()
 
     def checkpoint(iteration: int) -> None:
+        distributed.broadcast_module(method.model)  # every rank continues with rank 0's buffers
+        ranks = distributed.gather_objects(rank_state(gen, method))
+        if not main:
+            return
+        extra = {"ranks": ranks, "world_size": len(ranks)} if distributed.active() else {}
         save_checkpoint(
             ckpt_path,
             {
@@ -214,11 +253,13 @@ def train(
                 "settings": settings,
                 "method": method.extra_state(),
                 "best": best,
+                **extra,
             },
         )
 
     def validate(done: int) -> None:
         vgen = make_generator(val_store.device, int(settings["seed"]) + VAL_STREAM)
+        distributed.broadcast_module(method.model)  # rank 0's batch-norm statistics everywhere
         with autocast(device, precision):
             res = method.evaluate(
                 val_store,
@@ -226,20 +267,21 @@ def train(
                 int(settings["eval_episodes"]),
                 way=settings.get("val_way") or settings.get("way"),
                 shot=settings.get("val_shot") or settings.get("train_shot"),
+                **distributed.eval_share(method),
             )
         method.model.train()
         log_file.write({"iteration": done, "val_accuracy": res.accuracy, "val_ci95": res.ci95})
         best["validations"] += 1
         if best["accuracy"] is None or res.accuracy > best["accuracy"]:
             best.update(iteration=done, accuracy=res.accuracy)
-            if keep_best:
+            if keep_best and main:
                 save_checkpoint(
                     out_dir / BEST,
                     {"model": method.model.state_dict(), "iteration": done, "val": res.accuracy},
                 )
 
     t0 = time.perf_counter()
-    progress = Progress(method, start, iterations, device, quiet)
+    progress = Progress(method, start, iterations, device, quiet or not main)
     method.model.train()
     try:
         for it in range(start, iterations):
@@ -248,13 +290,14 @@ def train(
                 loss, metrics = method.train_loss(batch)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            distributed.all_reduce_mean_grads(method.model)
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
             done = it + 1
             logged = None
             if done % log_every == 0 or done == iterations:
-                logged = {k: float(v) for k, v in metrics.items()}
+                logged = distributed.mean_metrics({k: float(v) for k, v in metrics.items()})
                 logged["lr"] = optimizer.param_groups[0]["lr"]
                 log_file.write({"iteration": done, **logged})
             if eval_every > 0 and done % eval_every == 0:
@@ -262,7 +305,7 @@ def train(
             if ckpt_every > 0 and done % ckpt_every == 0:
                 checkpoint(done)
             progress.update(done, logged)
-        if start < iterations or not ckpt_path.exists():
+        if distributed.broadcast_object(start < iterations or not ckpt_path.exists()):
             checkpoint(max(start, iterations))
     finally:
         progress.close()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from fsbench.data.store import ArrayStore, Episode
+from fsbench.errors import FsbenchError
 
 EPISODE_CI = "1.96*std/sqrt(episodes)"
 
@@ -105,6 +107,30 @@ class Method:
     def check(self, store: ArrayStore, split: str) -> None:
         """Raise ValueError/FsbenchError when the split cannot serve this method's episodes."""
 
+    # -- data parallel (engine/distributed.py) ----------------------------------------------
+    ranks = 1  # processes that share each training step
+
+    def split_over_ranks(self, world: int) -> None:
+        """Train on ``world`` ranks: by default each samples its own batch (ProtoNets: one
+        episode each, so one step sees ``world`` episodes); MAML and MTL split the meta-batch."""
+        self.ranks = world
+
+    def split_meta_batch(self, world: int) -> None:
+        """Each of ``world`` ranks adapts meta_batch / world tasks: with equal shares the mean of
+        the ranks' mean losses is the mean over the whole meta-batch."""
+        meta_batch = int(self.settings["meta_batch"])
+        if meta_batch % world:
+            raise FsbenchError(
+                f"--meta-batch {meta_batch} cannot be split over {world} processes; use a "
+                f"multiple of {world} (each process adapts meta_batch / {world} tasks)"
+            )
+        self.ranks = world
+
+    @property
+    def rank_tasks(self) -> int:
+        """Tasks of a training meta-batch sampled on this rank (the whole one without ranks)."""
+        return int(self.settings["meta_batch"]) // self.ranks
+
     def check_meta_batches(self, store: ArrayStore, split: str) -> None:
         """``check`` for methods whose tasks keep their way and shot in training and at test
         (MAML, MTL): meta-batches of training queries on train splits, test queries otherwise."""
@@ -156,24 +182,36 @@ class Method:
         way: int | None = None,
         shot: int | None = None,
         query: int | None = None,
+        share: tuple[int, int] = (0, 1),
+        gather: Callable[[list], list] | None = None,
     ) -> EvalResult:
-        """Accuracy over ``episodes`` test episodes of the setting's (or the given) way/shot/query."""
+        """Accuracy over ``episodes`` test episodes of the setting's (or the given) way/shot/query.
+
+        With ``share`` = (rank, world) every rank draws the same episode stream but tests only
+        every world-th chunk of it; ``gather`` (each rank's list, in rank order) brings the scores
+        back together in stream order, so the result does not depend on the number of ranks.
+        """
         s = self.settings
         way, shot, query = way or s["way"], shot or s["shot"], query or s["query"]
         store.check_episode(way, shot, query)
-        accs: list[torch.Tensor] = []
-        done = 0
+        rank, world = share
+        accs: list[tuple[int, torch.Tensor]] = []  # (chunk number, accuracies)
+        done = chunk = 0
         was_training = self.model.training
         self.model.eval()
         try:
             while done < episodes:
                 b = min(self.eval_chunk, episodes - done)
                 ep = store.sample_episode(generator, way, shot, query, b, check=False)
-                accs.append(self.episode_accuracies(ep).detach().float())
+                if chunk % world == rank:
+                    accs.append((chunk, self.episode_accuracies(ep).detach().float()))
+                    if progress is not None:
+                        progress.update(b)
                 done += b
-                if progress is not None:
-                    progress.update(b)
+                chunk += 1
         finally:
             self.model.train(was_training)
-        values = torch.cat(accs).cpu().tolist() if accs else []
-        return episode_ci(values)
+        mine = [(k, a.cpu().tolist()) for k, a in accs]
+        if gather is not None:
+            mine = sorted(item for part in gather(mine) for item in part)
+        return episode_ci([v for _, values in mine for v in values])

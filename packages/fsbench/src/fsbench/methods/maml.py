@@ -169,8 +169,12 @@ class MAML(Method):
     ) -> Episode:
         s = self.settings
         return store.sample_episode(
-            generator, s["way"], s["shot"], s["train_query"], s["meta_batch"], check=False
+            generator, s["way"], s["shot"], s["train_query"], self.rank_tasks, check=False
         )
+
+    def split_over_ranks(self, world: int) -> None:
+        """Each rank adapts meta_batch / world tasks of a meta-batch."""
+        self.split_meta_batch(world)
 
     def extra_state(self) -> dict:
         """What a checkpoint must keep besides the weights: the measured execution path."""

@@ -123,12 +123,16 @@ class MTL(Method):
     def check(self, store: ArrayStore, split: str) -> None:
         self.check_meta_batches(store, split)
 
+    def split_over_ranks(self, world: int) -> None:
+        """Each rank adapts meta_batch / world tasks (and, with hard tasks, keeps its own queue)."""
+        self.split_meta_batch(world)
+
     def sample_train(
         self, store: ArrayStore, generator: torch.Generator, iteration: int
     ) -> Episode:
         s = self.settings
         args = (generator, s["way"], s["shot"], s["train_query"])
-        batch = store.sample_episode(*args, s["meta_batch"], check=False)
+        batch = store.sample_episode(*args, self.rank_tasks, check=False)
         self.hard_in_batch = 0  # hard tasks come last in the batch
         if self.settings.get("hard_tasks") and len(self.hard_queue) >= self.way:
             classes = torch.tensor([self.hard_queue[: self.way]], device=store.device)
