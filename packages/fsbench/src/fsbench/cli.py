@@ -432,38 +432,28 @@ def _widths(text: str | None) -> list[int] | None:
     return widths
 
 
-def _folder_validation(data_options: dict, overrides: dict) -> None:
-    """A folder without a val split trains without validation (the last model is tested)."""
-    from fsbench.data.folder import LAYOUT_HELP, has_validation
+def _user_data_validation(name: str, data_options: dict, overrides: dict) -> None:
+    """Your own data (an image folder or a TFDS folder) without a val split trains without
+    validation, and the last model is tested, unless --eval-every/--select say otherwise."""
+    if name == "folder":
+        from fsbench.data.folder import LAYOUT_HELP, has_validation
 
-    path = data_options.get("path")
-    if path is None:
-        raise FsbenchError(f"the folder dataset needs --dataset-dir DIR ({LAYOUT_HELP})")
-    ratios, seed = data_options.get("split_ratios"), data_options.get("split_seed", 0)
-    if has_validation(Path(path), ratios, seed):
+        path = data_options.get("path")
+        if path is None:
+            raise FsbenchError(f"the folder dataset needs --dataset-dir DIR ({LAYOUT_HELP})")
+        ratios, seed = data_options.get("split_ratios"), data_options.get("split_seed", 0)
+        present = has_validation(Path(path), ratios, seed)
+    else:
+        from fsbench.data.tfds_source import dataset_folder, has_validation
+
+        path = dataset_folder(data_options.get("path"))
+        present = has_validation(path)
+    if present or overrides.get("eval_every") is not None or overrides.get("select") is not None:
         return
-    if overrides.get("eval_every") is None and overrides.get("select") is None:
-        logging.getLogger("fsbench").info(
-            "%s has no val split: no validation, the last model is tested", path
-        )
-        overrides["eval_every"], overrides["select"] = 0, "last"
-
-
-def _tfds_validation(data_options: dict, overrides: dict) -> None:
-    """A TFDS dataset without a val split trains without validation (the last model is tested)."""
-    import json
-
-    from fsbench.data.tfds_source import INFO, dataset_folder
-
-    folder = dataset_folder(data_options.get("path"))
-    splits = {s.get("name") for s in json.loads((folder / INFO).read_text()).get("splits", [])}
-    if "val" in splits:
-        return
-    if overrides.get("eval_every") is None and overrides.get("select") is None:
-        logging.getLogger("fsbench").info(
-            "%s has no val split: no validation, the last model is tested", folder
-        )
-        overrides["eval_every"], overrides["select"] = 0, "last"
+    logging.getLogger("fsbench").info(
+        "%s has no val split: no validation, the last model is tested", path
+    )
+    overrides["eval_every"], overrides["select"] = 0, "last"
 
 
 def _run(method: str, dataset: str, opts: dict) -> None:
@@ -511,10 +501,8 @@ def _run(method: str, dataset: str, opts: dict) -> None:
                 flag = "--" + key.replace("_", "-")
                 raise FsbenchError(f"{flag} applies to the folder dataset only, not {name}")
             data_options[key] = value
-    if name == "folder":
-        _folder_validation(data_options, overrides)
-    elif name == "tfds":
-        _tfds_validation(data_options, overrides)
+    if name in USER_DATASETS:
+        _user_data_validation(name, data_options, overrides)
     if resize is not None:
         if name not in MDMNIST_DATASETS + NATURAL_DATASETS + MODES_DATASETS + USER_DATASETS + (
             "omniglot",

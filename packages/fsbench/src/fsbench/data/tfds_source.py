@@ -14,6 +14,7 @@ tensorflow-datasets is the optional extra ``fsbench[tfds]``; it is imported only
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,13 @@ def dataset_folder(path: str | Path | None) -> Path:
             f"--dataset-dir {folder} holds {what} TFDS dataset folders ({INFO}); name one"
         )
     return found[0]
+
+
+def has_validation(folder: Path) -> bool:
+    """Whether the dataset in ``folder`` (from ``dataset_folder``) has a ``val`` split; read from
+    its dataset_info.json, without importing tensorflow_datasets."""
+    info = json.loads((folder / INFO).read_text())
+    return any(split.get("name") == "val" for split in info.get("splits", []))
 
 
 def _features(builder) -> tuple[str, str, list[str]]:
