@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from fsbench.cli import main
 from fsbench.data.store import ArrayStore
 from fsbench.engine import run_setting
+from fsbench.engine.run import load_pretrained
 from fsbench.errors import FsbenchError
 from fsbench.methods import build_method
 from fsbench.models.resnet12 import ResNet12
@@ -119,6 +120,35 @@ def test_ft_mode_trains_the_backbone(tmp_path):
     before = torch.load(pre / "best.pt", weights_only=False)["model"]["blocks.0.conv1.weight"]
     after = torch.load(tmp_path / "ft" / "checkpoint.pt", weights_only=False)["model"]
     assert not torch.equal(after["backbone.blocks.0.conv1.weight"], before)
+
+
+def test_a_zero_head_starts_mtl_at_the_pretrained_baseline(tmp_path):
+    """head_init zeros: before any meta-update SS and FT score a task exactly as row (a), the
+    pre-trained features with a new head; the official Xavier start does not."""
+    pre = pretrained(tmp_path)
+    settings, weights, _ = load_pretrained(mtl_settings(pre))
+    store = LOAD("doublemnist", "test")
+    ep = store.sample_episode(torch.Generator().manual_seed(0), 3, 1, 3, 1)
+    task = (ep.support_x[0], ep.support_y[0], ep.query_x[0], 3)
+    baseline = build_method(
+        {**settings, "method": "pretrain"}, store.example_shape, store.num_classes
+    )
+    baseline.model.load_state_dict(weights, strict=False)
+    with torch.no_grad():
+        expected = baseline.task_scores(*task)
+        scores = {}
+        for mode in ("ss", "ft"):
+            for init in ("zeros", "xavier"):
+                mtl = build_method(
+                    {**settings, "mtl_mode": mode, "head_init": init},
+                    store.example_shape,
+                    store.num_classes,
+                )
+                mtl.load_pretrained(weights)
+                scores[mode, init] = mtl.task_scores(*task)
+    torch.testing.assert_close(scores["ss", "zeros"], expected)
+    torch.testing.assert_close(scores["ft", "zeros"], expected)
+    assert not torch.allclose(scores["ss", "xavier"], expected)
 
 
 def _easy_and_hard_classes() -> ArrayStore:

@@ -244,6 +244,12 @@ def _run_options(func):
             help="MTL: meta-train scaling/shifting (ss) or every backbone weight (ft)",
         ),
         click.option(
+            "--head-init",
+            type=_choice("head_init"),
+            help="MTL: start of the meta-learned classifier: xavier (the official code's "
+            "random init) or zeros (the same start as a new head on the pre-trained features)",
+        ),
+        click.option(
             "--hard-tasks/--no-hard-tasks",
             default=None,
             help="MTL: hard-task meta-batch (tasks re-composed of failure classes)",

@@ -49,6 +49,7 @@ SELECTIONS = ("last", "best-val")
 BATCH_ORDERS = ("sequential", "random")
 TRAIN_SPLITS = ("train", "trainval")
 MTL_MODES = ("ss", "ft")
+HEAD_INITS = ("xavier", "zeros")
 
 # Every setting a run can carry, with the value used when no preset sets it.
 BASE: dict = {
@@ -99,6 +100,7 @@ BASE: dict = {
     "pretrained": None,  # MTL: the folder of an fsbench pretrain run
     "mtl_mode": "ss",  # ss: scaling/shifting; ft: meta-train every backbone weight
     "hard_tasks": False,
+    "head_init": "xavier",  # MTL: the meta-learned classifier's start (TF code: Xavier uniform)
     "ss_lr": 1e-4,  # MTL: Adam lr of SS (or of the backbone with mtl_mode ft)
     "lite_h": 0,  # LITE: support images back-propagated per training task (0: all, no LITE)
     # Magnet loss and RepMet
@@ -502,6 +504,9 @@ def _mtl(dataset: str) -> Preset:
             "included); built from the paper's description, see --hard-tasks in the README.",
             "Batch norm on batch statistics: support and query are embedded separately, as both "
             "official versions do.",
+            "The classifier's initialisation starts at Xavier uniform as the TF code (the "
+            "PyTorch code: Kaiming normal); --head-init zeros starts it where a new head on the "
+            "pre-trained features starts (the ablation table does, so its rows start equal).",
         ),
     )
 
@@ -577,6 +582,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train_split": TRAIN_SPLITS,
     "backbone": ("conv4", "resnet12"),
     "mtl_mode": MTL_MODES,
+    "head_init": HEAD_INITS,
 }
 
 
@@ -873,7 +879,10 @@ def _ws(way: int, shot: int) -> dict:
 
 
 WAY_SHOTS = ((5, 1), (5, 5), (20, 1), (20, 5))
-MTL_SS = {"mtl_mode": "ss", "pretrained": PRETRAINED_IN_TABLE}
+# The ablation's MTL rows start their classifier at zeros, as row (a)'s new head: before any
+# meta-update rows (a)-(d) are the same model, so the rows differ by what meta-training did only
+# (a random start costs 1-shot tasks 15 points until meta-training unlearns it: README).
+MTL_SS = {"mtl_mode": "ss", "pretrained": PRETRAINED_IN_TABLE, "head_init": "zeros"}
 
 
 def _no_val(method: str, dataset: str, way: int) -> dict:
@@ -883,7 +892,7 @@ def _no_val(method: str, dataset: str, way: int) -> dict:
     return {}
 
 
-MTL_FT = {"mtl_mode": "ft", "pretrained": PRETRAINED_IN_TABLE}
+MTL_FT = {**MTL_SS, "mtl_mode": "ft"}
 # LITE's table: 224x224 DoubleMNIST (digits too small to downscale), 110 images per class so a
 # 100-shot task has 10 queries; group norm for both rows so that only LITE differs.
 LITE_DATA = {

@@ -9,6 +9,11 @@ classifier trains SS (Adam, ``ss_lr``) and the classifier's initialisation (Adam
 
 ``mtl_mode="ft"`` meta-trains every backbone weight instead of SS (the paper's "FT" ablation).
 
+``head_init`` is where the meta-learned classifier starts: ``xavier`` as the TensorFlow code (a
+random init that meta-training has to unlearn: with 100 inner steps it costs 1-shot tasks many
+points until then), or ``zeros``, the start of a new head on the pre-trained features, so that
+before any meta-update the method equals the pre-trained baseline exactly (the ablation uses it).
+
 Hard-task meta-batch (``hard_tasks``; no official code exists — built from the paper's words:
 "choose the failure class from each task by ranking the class-level accuracies", re-sample its
 data and re-compose hard tasks): after each meta-batch the class with the lowest query accuracy
@@ -64,7 +69,10 @@ class MTL(Method):
         else:
             self.meta_params = list(backbone.parameters())
         fc = nn.Linear(backbone.feature_dim, self.way)
-        nn.init.xavier_uniform_(fc.weight)
+        if settings.get("head_init", "xavier") == "zeros":
+            nn.init.zeros_(fc.weight)
+        else:
+            nn.init.xavier_uniform_(fc.weight)
         nn.init.zeros_(fc.bias)
         self.model = nn.ModuleDict({"backbone": backbone, "fc": fc})
         self.hard_queue: list[int] = []  # failure classes waiting to form a hard task
