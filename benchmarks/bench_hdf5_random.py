@@ -9,8 +9,9 @@ Both layouts are made in the same run on the same machine: the old one (one chun
    ``images[c, k]`` for random (c, k) with h5py's default chunk cache (1 MiB), a fresh file handle,
    and, for comparison, with a 1 GiB cache.
 2. Writing: the whole DoubleMNIST (100,000 images, 64x64) written by the ``mdmnist`` CLI in a fresh
-   process (``--format hdf5 --quiet``, start-up and MNIST loading included), against the reference's
-   per-image loop (bench_mdmnist.reference_loop) timed on its first images in this process.
+   process (``--format hdf5 --quiet``, start-up and MNIST loading included; the median of
+   ``--repeats`` runs), against the reference's per-image loop (bench_mdmnist.reference_loop) timed
+   on its first 2,000 images in this process.
 
 Results go to benchmarks/results/hdf5_random.json.
 """
@@ -21,6 +22,8 @@ import argparse
 import json
 import os
 import platform
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,13 +50,18 @@ def _layouts() -> dict[str, dict[str, int]]:
     }
 
 
-def _cli_seconds(layout: dict[str, int], out: Path, args: list[str]) -> float:
-    """Wall time of one whole ``mdmnist`` process writing with LAYOUT's chunk settings."""
+def _cli_seconds(layout: dict[str, int], out: Path, args: list[str], repeats: int = 1) -> float:
+    """Median wall time of REPEATS whole ``mdmnist`` processes writing with LAYOUT's chunks."""
     chunk = [str(layout["CHUNK_IMAGES"]), str(layout["CHUNK_BYTES"])]
     command = [sys.executable, "-c", CLI, *chunk, *args, "--output", str(out), "--quiet"]
-    start = time.perf_counter()
-    subprocess.run(command, check=True)
-    return time.perf_counter() - start
+    times = []
+    for _ in range(repeats):
+        if out.exists():
+            shutil.rmtree(out)
+        start = time.perf_counter()
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def _random_reads(path: Path, reads: int, cache_bytes: int | None) -> dict:
@@ -90,7 +98,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--per-class", type=int, default=1000, help="TripleMNIST images per class")
     parser.add_argument("--reads", type=int, default=2000, help="random single-image reads")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--reference-images", type=int, default=1000)
+    parser.add_argument("--reference-images", type=int, default=2000)
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="DoubleMNIST CLI runs per layout (median)"
+    )
     parser.add_argument("--scratch", type=Path, default=None)
     parser.add_argument("--output", type=Path, default=RESULTS)
     args, _unknown = parser.parse_known_args(argv)
@@ -107,7 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
         triple = ["--num-digit", "3", "--num-image-per-class", str(args.per_class)]
         common = ["--format", "hdf5", "--workers", str(args.workers)]
         for name, layout in _layouts().items():
-            double_s = _cli_seconds(layout, scratch / f"double_{name}", common)
+            double_s = _cli_seconds(layout, scratch / f"double_{name}", common, args.repeats)
             triple_s = _cli_seconds(layout, scratch / f"triple_{name}", [*triple, *common])
             train = scratch / f"triple_{name}" / "train.h5"
             result = {

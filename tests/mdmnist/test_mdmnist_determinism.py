@@ -46,3 +46,25 @@ def test_seed_changes_the_images(tmp_path):
         progress=False,
     )
     assert (a / "train.h5").read_bytes() != (b / "train.h5").read_bytes()
+
+
+def test_zlib_ng_writes_the_bytes_of_the_standard_zlib(tmp_path, monkeypatch):
+    """Deflate runs on zlib-ng for speed; its level-1 run-length streams (PNG and HDF5 chunks)
+    are byte for byte those of CPython's zlib, so the files are what they were before."""
+    import zlib
+
+    import mdmnist.png
+
+    kwargs = dict(
+        num_digit=2,
+        num_image_per_class=40,  # two HDF5 chunks per class, one of them padded
+        seed=5,
+        formats=("png", "hdf5", "torchmeta"),
+        workers=1,
+        progress=False,
+    )
+    fast = _tree(mdmnist.generate(output=tmp_path / "ng", **kwargs))
+    monkeypatch.setattr(mdmnist.png, "zlib_ng", zlib)
+    standard = _tree(mdmnist.generate(output=tmp_path / "std", **kwargs))
+    assert fast.keys() == standard.keys()
+    assert [name for name in fast if fast[name] != standard[name]] == []
