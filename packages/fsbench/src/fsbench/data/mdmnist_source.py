@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import uuid
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 
 from fsbench.data.diskcache import fingerprint, load_arrays, save_arrays
-from fsbench.data.h5_parallel import read_dataset
+from fsbench.data.h5_parallel import InflateError, read_dataset
 from fsbench.data.png_decode import decode_pngs
 from fsbench.data.store import ArrayStore
 from fsbench.errors import FsbenchError
@@ -146,7 +145,7 @@ def read_hdf5(path: Path) -> tuple[np.ndarray, list[str]]:
             raw_names = f["class_names"][()]
     except FsbenchError:
         raise
-    except (OSError, KeyError, ValueError, RuntimeError, zlib.error) as e:
+    except (OSError, KeyError, ValueError, RuntimeError, InflateError) as e:
         raise FsbenchError(
             f"{path}: corrupt or truncated HDF5 file ({e}); delete it to regenerate"
         ) from None
