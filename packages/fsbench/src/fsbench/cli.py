@@ -319,6 +319,11 @@ def _run_options(func):
         ),
         click.option("--threads", type=POS, help="torch CPU threads (default: torch's own)"),
         click.option(
+            "--log",
+            type=click.Choice(["tensorboard"]),
+            help="also log to TensorBoard event files in OUT/tb (pip install 'fsbench[tensorboard]')",
+        ),
+        click.option(
             "--out", type=click.Path(file_okay=False, path_type=Path), help="output directory"
         ),
         click.option(
