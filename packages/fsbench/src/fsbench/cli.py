@@ -929,5 +929,9 @@ def list_() -> None:
         click.echo(f"  {t.name}: {t.source}; {len(t.cells)} cells")
 
 
+from fsbench.commands.rerun import rerun  # noqa: E402
+
+main.add_command(rerun)
+
 if __name__ == "__main__":  # pragma: no cover
     main()
