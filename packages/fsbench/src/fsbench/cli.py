@@ -929,9 +929,11 @@ def list_() -> None:
         click.echo(f"  {t.name}: {t.source}; {len(t.cells)} cells")
 
 
+from fsbench.commands.report import report  # noqa: E402
 from fsbench.commands.rerun import rerun  # noqa: E402
 
 main.add_command(rerun)
+main.add_command(report)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
