@@ -64,8 +64,9 @@ code { font-size: .85em; background: #f6f8fa; padding: 0 .2em; border-radius: 3p
   body { padding: .6rem; font-size: 15px; }
   h1 { font-size: 1.35rem; }
   section.run { padding: .6rem .7rem; }
-  dl.facts { grid-template-columns: minmax(0, 1fr); }
-  dl.facts dt { font-weight: 600; color: #1b1f24; margin-top: .3rem; }
+  dl.facts { gap: .15rem .6rem; }
+  th, td { padding: .3rem .45rem; }
+  th, td:nth-child(-n+2) { white-space: normal; }  /* names wrap; numbers and notes stay */
 }
 """
 
