@@ -14,7 +14,7 @@ import pytest
 from cli_errors import assert_one_line_error
 from click.testing import CliRunner
 from fsbench.cli import main
-from fsbench.engine.rerun import Comparison, plan_rerun, version_differences
+from fsbench.engine.rerun import Comparison, default_out, plan_rerun, version_differences
 from fsbench.errors import FsbenchError
 from fsbench.results import read_json
 from PIL import Image
@@ -120,6 +120,13 @@ def _torch() -> str:
     from importlib import metadata
 
     return metadata.version("torch")
+
+
+def test_default_out_is_outside_the_run():
+    assert default_out(Path("runs/protonet_x/result.json")) == Path("reruns/protonet_x")
+    assert default_out(Path("t/mlp-mnist1d/seed42/result.json")) == Path(
+        "reruns/mlp-mnist1d-seed42"
+    )
 
 
 def test_a_difference_is_given_with_its_ci():

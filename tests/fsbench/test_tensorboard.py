@@ -24,6 +24,9 @@ pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import (  # noqa: E402
     EventAccumulator,
 )
+from tensorboard.backend.event_processing.event_multiplexer import (  # noqa: E402
+    EventMultiplexer,
+)
 from tensorboard.plugins.hparams import plugin_data_pb2  # noqa: E402
 
 SMALL = dict(
@@ -106,6 +109,8 @@ def test_resume_continues_the_curves_without_duplicated_steps(tmp_path):
         steps = [step for step, _ in points]
         assert len(steps) == len(set(steps)), f"{tag} repeats steps: {steps}"
     assert got == scalars(straight / "tb")  # exact resume: the same numbers at the same steps
+    mux = EventMultiplexer().AddRunsFromDirectory(str(tmp_path))  # tensorboard --logdir
+    assert set(mux.Runs()) == {"straight/tb", "resumed/tb"}
     assert got == expected(out)
     # the cut file, the continuation, the test result written after training
     assert len(list((out / "tb").glob("events.out.tfevents.*"))) == 3

@@ -216,8 +216,13 @@ def plan_rerun(path: Path, device: str | None = None, quiet: bool = False) -> Re
 
 
 def default_out(source: Path) -> Path:
-    """reruns/<run folder name>: beside, not inside, the recorded run (tables never mix them)."""
-    return Path("reruns") / Path(source).resolve().parent.name
+    """reruns/<run folder name>: outside the recorded run (tables never mix the two); a
+    reproduce cell's seedN folder keeps its cell's name (reruns/mlp-mnist1d-seed42)."""
+    folder = Path(source).resolve().parent
+    name = folder.name
+    if name.startswith("seed") and folder.parent.name:
+        name = f"{folder.parent.name}-{name}"
+    return Path("reruns") / name
 
 
 def rerun(
