@@ -153,12 +153,19 @@ class TensorBoardLog:
             for record in history or []:
                 self.write(record)
 
+    def _events(self):
+        """The writer's event-file writer (torch types it as optional; it exists once open)."""
+        events = self.writer.file_writer
+        if events is None:  # pragma: no cover - only after close()
+            raise RuntimeError(f"the TensorBoard writer of {self.folder} is closed")
+        return events
+
     def _write_hparams(self, settings: dict) -> None:
         from torch.utils.tensorboard.summary import hparams
 
         exp, ssi, _ = hparams(hparam_values(settings), METRICS)
-        self.writer.file_writer.add_summary(exp)
-        self.writer.file_writer.add_summary(ssi)
+        self._events().add_summary(exp)
+        self._events().add_summary(ssi)
 
     def write(self, record: dict) -> None:
         """One metrics-log record as scalars at its iteration; flushed (followable live)."""
@@ -175,7 +182,7 @@ class TensorBoardLog:
         self.writer.add_scalar("test/accuracy", float(result["accuracy"]), step)
         self.writer.add_scalar("test/ci95", float(result["ci95"]), step)
         _, _, sei = hparams({}, METRICS)
-        self.writer.file_writer.add_summary(sei, step)
+        self._events().add_summary(sei, step)
         self.writer.flush()
 
     def position(self) -> int:
