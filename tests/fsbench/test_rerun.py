@@ -166,6 +166,9 @@ def test_unknown_method_and_not_a_result_are_one_error(folder_run, tmp_path):
     other.write_text(json.dumps({"hello": 1}))
     assert_one_line_error(invoke("rerun", str(other)), "not a result.json")
     assert_one_line_error(invoke("rerun", str(tmp_path)), "holds no result.json")
+    del record["data"]["folders"]  # a record of an older fsbench: the folder is only found
+    (run / "result.json").write_text(json.dumps(record))
+    assert plan_rerun(run).notes[0].endswith("no file list recorded (older fsbench), not checked")
     with pytest.raises(FsbenchError, match="own folder"):
         from fsbench.engine.rerun import rerun
 
