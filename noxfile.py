@@ -63,7 +63,8 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """The main job end to end on embedded data: generate both datasets, train, print tables.
+    """The main job end to end on embedded data: generate both datasets, train, print tables,
+    and write them as one page, demo-out/report.html.
 
     Every step is a CLI call a researcher would type; outputs land in demo-out/.
     """
@@ -164,6 +165,13 @@ def demo(session: nox.Session) -> None:
         "--overwrite",
         "--quiet",
     )
+    # 5. All of it as one page to share: tables beside the published numbers, every run's curves,
+    #    deviations, versions; self-contained (open it offline, mail it, read it on a phone).
+    report = out / "report.html"
+    session.run(
+        "fsbench", "report", str(runs), f"{out}/mnist1d-table", "--out", str(report), "--overwrite"
+    )
+    session.log(f"The report of this demo: {report} (open it in a browser)")
 
 
 @nox.session

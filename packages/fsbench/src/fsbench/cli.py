@@ -319,6 +319,11 @@ def _run_options(func):
         ),
         click.option("--threads", type=POS, help="torch CPU threads (default: torch's own)"),
         click.option(
+            "--log",
+            type=click.Choice(["tensorboard"]),
+            help="also log to TensorBoard event files in OUT/tb (pip install 'fsbench[tensorboard]')",
+        ),
+        click.option(
             "--out", type=click.Path(file_okay=False, path_type=Path), help="output directory"
         ),
         click.option(
@@ -923,6 +928,12 @@ def list_() -> None:
     for t in TABLES.values():
         click.echo(f"  {t.name}: {t.source}; {len(t.cells)} cells")
 
+
+from fsbench.commands.report import report  # noqa: E402
+from fsbench.commands.rerun import rerun  # noqa: E402
+
+main.add_command(rerun)
+main.add_command(report)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -90,6 +90,7 @@ BASE: dict = {
     "precision": "fp32",  # fp32 (TF32 on CUDA) unless asked: bf16 / fp16 autocast, CUDA only
     "data_options": {},
     "threads": None,  # torch CPU threads; None: torch's default
+    "log": None,  # extra logs beside metrics.jsonl: "tensorboard" (OUT/tb/)
     # pre-training and Meta-Transfer Learning
     "backbone": "conv4",
     "widths": None,  # ResNet-12 block widths; None: 64-128-256-512
@@ -116,7 +117,7 @@ BASE: dict = {
 
 # Settings that change how a run executes, not what it computes: never a deviation, never a
 # reason to refuse a resume or to split a table row.
-EXECUTION_KEYS = ("threads", "checkpoint_every", "maml_exec", "preset_source")
+EXECUTION_KEYS = ("threads", "checkpoint_every", "maml_exec", "preset_source", "log")
 # Data options that only change how data is shown or found, not what it is.
 EXECUTION_DATA_OPTIONS = ("progress", "path", "source", "omniglot_dir", "download")
 

@@ -18,6 +18,7 @@ CURVE = "curve.png"
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"  # the weights of the best validation accuracy (select: best-val)
 EPISODES = "episodes.csv"  # per-episode test accuracies
+TENSORBOARD = "tb"  # TensorBoard event files (--log tensorboard)
 
 RESULT_FIELDS = (
     "method",
@@ -45,6 +46,19 @@ def versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             out[dist] = None
     return out
+
+
+def machine() -> dict[str, str]:
+    """The machine type a run ran on (bit-equal reruns are expected on the same type only)."""
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"arch": platform.machine(), "system": platform.system(), "cpu": cpu}
 
 
 def _git(folder: Path, *args: str) -> str | None:
@@ -130,6 +144,60 @@ class MetricsLog:
 
     def close(self) -> None:
         self._fh.close()
+
+
+class RunLog:
+    """The metrics log and the optional writers beside it (TensorBoard): one interface for the
+    trainer; the checkpointed position is the metrics log's."""
+
+    def __init__(self, metrics: MetricsLog, others: list) -> None:
+        self.metrics, self.others = metrics, others
+
+    def write(self, record: dict) -> None:
+        """The record to every writer."""
+        self.metrics.write(record)
+        for other in self.others:
+            other.write(record)
+
+    def position(self) -> int:
+        return self.metrics.position()
+
+    def close(self) -> None:
+        self.metrics.close()
+        for other in self.others:
+            other.close()
+
+
+def open_run_log(
+    out_dir: Path, settings: dict, resume_position: int | None = None
+) -> MetricsLog | RunLog:
+    """The logs a run writes: metrics.jsonl, and TensorBoard event files in OUT/tb with
+    ``settings['log'] == 'tensorboard'`` (cut back to the checkpoint on resume, like the log)."""
+    metrics = MetricsLog(Path(out_dir) / METRICS, resume_position)
+    if settings.get("log") != "tensorboard":
+        return metrics
+    from fsbench.tensorboard_log import TensorBoardLog
+
+    history = None if resume_position is None else read_metrics(Path(out_dir) / METRICS)
+    return RunLog(metrics, [TensorBoardLog(Path(out_dir) / TENSORBOARD, settings, history=history)])
+
+
+def log_result(out_dir: Path, result: dict) -> None:
+    """The test result into the run's optional logs (TensorBoard), after training."""
+    if (result.get("settings") or {}).get("log") == "tensorboard":
+        from fsbench.tensorboard_log import TensorBoardLog
+
+        tb = TensorBoardLog(Path(out_dir) / TENSORBOARD, append=True)
+        tb.write_result(result)
+        tb.close()
+
+
+def check_logs(settings: dict) -> None:
+    """Before a run starts: the optional logs it asks for can be written (package installed)."""
+    if settings.get("log") == "tensorboard":
+        from fsbench.tensorboard_log import require
+
+        require()
 
 
 def read_metrics(path: Path) -> list[dict]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from fsbench.data.listing import folder_listings
 from fsbench.data.store import ArrayStore
 from fsbench.engine import distributed
 from fsbench.engine.device import (
@@ -47,7 +49,11 @@ from fsbench.results import (
     EPISODES,
     METRICS,
     RESULT,
+    TENSORBOARD,
+    check_logs,
     git_commit,
+    log_result,
+    machine,
     plot_curve,
     read_metrics,
     versions,
@@ -161,6 +167,7 @@ def prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
     if overwrite and not resume:
         for p in (RESULT, CHECKPOINT, BEST, METRICS, CURVE, EPISODES):
             (out / p).unlink(missing_ok=True)
+        shutil.rmtree(out / TENSORBOARD, ignore_errors=True)
 
 
 def tested_weights(out: Path, settings: dict, outcome_best: int | None) -> tuple[dict, str]:
@@ -273,6 +280,9 @@ def build_result(
         "train": describe(name, settings.get("train_split", "train"), train_store),
         "test": describe(name, "test", test_store),
     }
+    folders = folder_listings(settings.get("data_options") or {})
+    if folders:
+        data["folders"] = folders  # what fsbench rerun checks before it runs again
     comparable = test_store.meta.get("comparable", True)
     pub = published(method_name, name, None if classifier else way, shot) if comparable else None
     result = {
@@ -301,6 +311,7 @@ def build_result(
         "settings": {k: v for k, v in settings.items() if k != "preset_source"},
         "data": data,
         "versions": versions(),
+        "machine": machine(),
         "git": git_commit(),
         "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -353,6 +364,7 @@ def run_setting(
         loader, describe = _registry_loader()
     describe = describe or _basic_description
     check_out_dir(out, resume, overwrite)
+    check_logs(settings)
     pretrained = None
     if settings.get("pretrained"):
         settings, pretrained, pretrained_shape = load_pretrained(settings)
@@ -477,4 +489,5 @@ def run_setting(
             result["maml_exec_seconds"] = method.execution_timings
     if distributed.is_main():
         write_run_files(out, result, res.per_episode, curve=True)
+        log_result(out, result)
     return result

@@ -21,7 +21,7 @@ from fsbench.data.store import ArrayStore
 from fsbench.engine import distributed
 from fsbench.engine.device import autocast, grad_scaler
 from fsbench.methods.base import Method
-from fsbench.results import BEST, CHECKPOINT, METRICS, MetricsLog, atomic_write_bytes
+from fsbench.results import BEST, CHECKPOINT, atomic_write_bytes, open_run_log
 
 log = logging.getLogger("fsbench")
 
@@ -229,7 +229,7 @@ def train(
         best = dict(state.get("best") or best)
         start = int(state["iteration"])
         log_position = int(state["metrics_position"])
-    log_file = MetricsLog(out_dir / METRICS, resume_position=log_position) if main else NoLog()
+    log_file = open_run_log(out_dir, settings, log_position) if main else NoLog()
 
     def checkpoint(iteration: int) -> None:
         distributed.broadcast_module(method.model)  # every rank continues with rank 0's buffers
