@@ -183,6 +183,11 @@ def floor(cost: dict, precision: str, ceilings: dict) -> dict:
     }
 
 
+def write(path: Path, report: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Run the benchmark, print a table, write benchmarks/results/bench_maml.json."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -251,8 +256,8 @@ def main(argv: list[str] | None = None) -> dict:
                     )
                 report["results"].append(row)
                 print(json.dumps(row), flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+                write(args.out, report)  # after every row: a run stopped by a timeout keeps them
+    write(args.out, report)
     print(f"wrote {args.out}")
     return report
 

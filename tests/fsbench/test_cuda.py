@@ -74,6 +74,15 @@ def tiny_settings(name: str, **extra) -> dict:
     return resolve_settings(method, dataset, {**kw, **COMMON, **extra})
 
 
+@pytest.fixture
+def deterministic_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    """cuDNN's deterministic algorithms, no benchmarking: two CUDA runs of the same kernels are
+    bitwise equal (otherwise Adam turns the noise of atomics in zero-gradient terms, such as the
+    conv biases before batch norm, into steps of size lr)."""
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+
+
 def rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:
     """||x - ref|| / ||ref||, in float64 on the CPU."""
     x, ref = x.detach().double().cpu(), ref.detach().double().cpu()
@@ -175,7 +184,7 @@ def test_same_weights_same_loss_as_float64_cpu(device, tf32, name):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", ["maml", "protonet"])
-def test_resume_equals_straight_run(tmp_path, device, name):
+def test_resume_equals_straight_run(tmp_path, device, name, deterministic_cuda):
     store = LOAD(TINY[name][0], "train", device=device)
     dev = torch.device(device)
     exec_ = {"maml_exec": "graph" if device == "cuda" else "loop"} if name == "maml" else {}
@@ -197,10 +206,7 @@ def test_resume_equals_straight_run(tmp_path, device, name):
     for (key, a), b in zip(
         straight.model.state_dict().items(), second.model.state_dict().values(), strict=True
     ):
-        if device == "cpu":
-            assert torch.equal(a, b), key
-        else:  # cuDNN's backward kernels may add in another order from run to run
-            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=key)
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=key)
 
 
 # ---- mixed precision -----------------------------------------------------------------------------
@@ -273,24 +279,28 @@ def test_graphed_meta_batch_equals_the_eager_path(device, execution, name):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_graph_path_needs_cuda_and_trains_like_the_loop(tmp_path, device):
+def test_graph_path_needs_cuda_and_trains_like_the_loop(tmp_path, device, deterministic_cuda):
     if device == "cpu":
         settings = tiny_settings("maml", maml_exec="graph")
         with pytest.raises(FsbenchError, match="--maml-exec graph captures CUDA graphs"):
             run_setting(settings, tmp_path / "x", loader=LOAD, device="cpu", quiet=True)
         assert not (tmp_path / "x" / "result.json").exists()
         return
-    results = {}
+    store = LOAD("doublemnist", "train", device="cuda")
+    trained = {}
     for execution in ("loop", "graph"):
         settings = tiny_settings("maml", maml_exec=execution, iterations=5)
-        results[execution] = run_setting(
-            settings, tmp_path / execution, loader=LOAD, device="cuda", quiet=True
+        torch.manual_seed(0)
+        method = build_method(settings, store.example_shape, store.num_classes)
+        method.to(torch.device("cuda"))
+        (tmp_path / execution).mkdir()
+        train(
+            method, store, settings, tmp_path / execution, device=torch.device("cuda"), quiet=True
         )
-        assert results[execution]["maml_exec"] == execution
-    a = torch.load(tmp_path / "loop" / "checkpoint.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "graph" / "checkpoint.pt", weights_only=False)["model"]
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
+        assert method.execution == execution
+        trained[execution] = method.model.state_dict()
+    for key, a in trained["loop"].items():
+        torch.testing.assert_close(a, trained["graph"][key], rtol=1e-5, atol=1e-6, msg=key)
 
 
 @pytest.mark.cuda

@@ -84,7 +84,7 @@ class MAML(Method):
         self.execution = settings.get("maml_exec", "loop")
         self.execution_timings: dict[str, float] = {}
         self._compiled = None
-        self._graphed: GraphedMetaBatch | None = None
+        self._graphs: dict[str, GraphedMetaBatch] = {}  # captured meta-batches by graph path
 
     def to(self, device: torch.device) -> MAML:
         super().to(device)
@@ -206,10 +206,10 @@ class MAML(Method):
     def meta_batch_loss(self, batch: Episode) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean query loss and accuracy of a training meta-batch by the current path."""
         if self.execution in GRAPH_PATHS:
-            graphed = self._graphed
-            if graphed is None or graphed.execution != GRAPH_PATHS[self.execution]:
+            graphed = self._graphs.get(self.execution)
+            if graphed is None:
                 graphed = GraphedMetaBatch(self, GRAPH_PATHS[self.execution], self.inner_steps)
-                self._graphed = graphed
+                self._graphs[self.execution] = graphed
             return graphed(batch)
         params = dict(self.model.named_parameters())
         losses, accs = self.run_tasks(params, batch, self.inner_steps)
@@ -238,8 +238,8 @@ class MAML(Method):
             timings[path] = round(best, 6)
         self.execution_timings = timings
         self.execution = min(timings, key=timings.__getitem__)
-        if self.execution not in GRAPH_PATHS:
-            self._graphed = None  # free the captures' memory
+        # keep the chosen path's capture, free the others' memory pools
+        self._graphs = {k: g for k, g in self._graphs.items() if k == self.execution}
         return self.execution
 
     def train_loss(self, batch: Episode) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

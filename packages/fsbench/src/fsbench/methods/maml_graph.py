@@ -99,8 +99,13 @@ class GraphedMetaBatch:
         module = MetaBatchLoss(self.method, self.execution, self.steps)
         sample = tuple(a.detach().clone() for a in args)
         if amp_dtype is None:
-            return torch.cuda.make_graphed_callables(module, sample, num_warmup_iters=self.warmup)
+            return torch.cuda.make_graphed_callables(
+                module, sample, num_warmup_iters=self.warmup, allow_unused_input=True
+            )
         # make_graphed_callables refuses autocast's weight cache (its casts would be captured
-        # once and reused stale); MAML's fast weights are not leaves, so the cache saved nothing.
+        # once and reused stale); only the meta-parameters are leaves it could cache (the fast
+        # weights are not), so it saved one cast per weight.
         with torch.autocast("cuda", dtype=amp_dtype, cache_enabled=False):
-            return torch.cuda.make_graphed_callables(module, sample, num_warmup_iters=self.warmup)
+            return torch.cuda.make_graphed_callables(
+                module, sample, num_warmup_iters=self.warmup, allow_unused_input=True
+            )
