@@ -57,15 +57,15 @@ if ! "$PY" -c "import zlib_ng" 2>/dev/null; then
     export PYTHONPATH="$PYTHONPATH:$WORK/site"
 fi
 export PYTHONUNBUFFERED=1 FSBENCH_DATA="$WORK/data" MPLBACKEND=Agg
-"$PY" -c "import fsbench, mdmnist, mnist1d, zlib_ng, torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" || exit 1
+PLATFORM=$("$PY" -c "import fsbench, mdmnist, mnist1d, zlib_ng, torch; print('torch', torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA')") || exit 1
+echo "$PLATFORM"
 if [ "$DRY" = 0 ]; then
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv || true
 fi
 
 # A key of the code a step measures: a step committed for the same key is not run again.
 code_key() {
-    (cd "$ROOT" && cat "$@" 2>/dev/null; "$PY" -c "import torch; print(torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')") |
-        sha256sum | cut -c1-16
+    (cd "$ROOT" && cat "$@" 2> /dev/null; echo "$PLATFORM") | sha256sum | cut -c1-16
 }
 FSB=packages/fsbench/src/fsbench
 TEST_KEY=$(code_key $(cd "$ROOT" && find "$FSB" tests/fsbench -name '*.py' | LC_ALL=C sort))
@@ -171,7 +171,7 @@ fi
 # ---- c) the table's cells ------------------------------------------------------------------------
 ALL_CELLS="doublemnist-5w1s triplemnist-5w1s doublemnist-20w1s triplemnist-20w1s doublemnist-5w5s triplemnist-5w5s doublemnist-20w5s triplemnist-20w5s"
 CELLS=${GPU_RUN_CELLS:-$ALL_CELLS}
-if (cd "$ROOT" && "$PY" -m fsbench run --help) | grep -q -- "--time-limit"; then
+if grep -rq --include='*.py' -- '--time-limit' "$ROOT/$FSB"; then
     HAS_TIME_LIMIT=1
 else
     HAS_TIME_LIMIT=0
