@@ -249,6 +249,21 @@ def test_maml_exec_measure_records_its_choice(tmp_path, device):
     assert saved["maml_exec"] == res["maml_exec"]
 
 
+def test_measure_leaves_out_a_graph_path_that_cannot_be_captured(monkeypatch, caplog):
+    """Here a graph cannot be captured (no CUDA): measure warns and keeps the eager paths."""
+    import fsbench.methods.maml as maml_module
+
+    monkeypatch.setattr(maml_module, "measured_paths", lambda device: ("loop", "graph", "vmap"))
+    store = synthetic_images(classes=10, per_class=10, size=16)
+    method = build_method(tiny_settings("maml", maml_exec="measure"), store.example_shape, 10)
+    episode = method.sample_train(store, torch.Generator().manual_seed(0), 0)
+    chosen = method.measure_execution(episode, repeats=1)
+    assert set(method.execution_timings) == {"loop", "vmap"} and chosen in ("loop", "vmap")
+    assert "graph left out" in caplog.text and "CUDA" in caplog.text
+    loss, _ = method.train_loss(episode)  # trains on by the chosen path
+    assert torch.isfinite(loss)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("execution", ["loop", "vmap"])
 @pytest.mark.parametrize("name", ["maml", "fomaml"])

@@ -13,6 +13,7 @@ paths measured include ``graph`` and ``graph-vmap``: the loop or vmap captured a
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 
@@ -25,6 +26,8 @@ from fsbench.errors import FsbenchError
 from fsbench.methods.base import Method
 from fsbench.methods.maml_graph import GRAPH_PATHS, GraphedMetaBatch
 from fsbench.models.conv4 import Conv4
+
+log = logging.getLogger("fsbench")
 
 EXECUTIONS = ("auto", "measure", "loop", "vmap", "compile", "graph", "graph-vmap")
 MEASURED = ("loop", "vmap")  # the paths ``measure`` times against each other (CPU)
@@ -220,21 +223,30 @@ class MAML(Method):
 
         The first call of each path is a warm-up (kernel selection, caches, a graph's capture);
         the best of the next ``repeats`` counts. Gradients go through autograd.grad, so no .grad
-        is touched.
+        is touched. A graph path that cannot be captured here is left out with a warning (the
+        eager paths always run).
         """
         params = list(self.model.parameters())
         timings: dict[str, float] = {}
         for path in measured_paths(batch.query_x.device):
             self.execution = path
             best = math.inf
-            for attempt in range(repeats + 1):
-                _synchronize(batch.query_x)
-                start = time.perf_counter()
-                loss, _ = self.meta_batch_loss(batch)
-                torch.autograd.grad(loss, params)
-                _synchronize(batch.query_x)
-                if attempt:
-                    best = min(best, time.perf_counter() - start)
+            try:
+                for attempt in range(repeats + 1):
+                    _synchronize(batch.query_x)
+                    start = time.perf_counter()
+                    loss, _ = self.meta_batch_loss(batch)
+                    torch.autograd.grad(loss, params)
+                    _synchronize(batch.query_x)
+                    if attempt:
+                        best = min(best, time.perf_counter() - start)
+            except Exception as exc:
+                if path not in GRAPH_PATHS:
+                    raise
+                self._graphs.pop(path, None)
+                log.warning("--maml-exec measure: %s left out (%s: %s)", path, type(exc).__name__,
+                            " ".join(str(exc).split())[:200])  # fmt: skip
+                continue
             timings[path] = round(best, 6)
         self.execution_timings = timings
         self.execution = min(timings, key=timings.__getitem__)
