@@ -41,7 +41,6 @@ else
     RESULTS=${GPU_RUN_RESULTS:-$ROOT/benchmarks/results/gpu}
     DRY=0
 fi
-mkdir -p "$RESULTS/speed"
 say() { echo "[gpu_run $(date -u +%H:%M:%S), $(( $(date +%s) - START )) s] $*"; }
 left() { echo $((DEADLINE - $(date +%s))); }
 cap() { # cap SECONDS: the smaller of SECONDS and the time left before the packing minute
@@ -59,6 +58,11 @@ fi
 export PYTHONUNBUFFERED=1 FSBENCH_DATA="$WORK/data" MPLBACKEND=Agg
 PLATFORM=$("$PY" -c "import fsbench, mdmnist, mnist1d, zlib_ng, torch; print('torch', torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA')") || exit 1
 echo "$PLATFORM"
+if [ "$DRY" = 0 ] && [ "${PLATFORM%no CUDA}" != "$PLATFORM" ]; then
+    say "no CUDA GPU here: run GPU_RUN_DEVICE=cpu for a dry run of the logic"
+    exit 1
+fi
+mkdir -p "$RESULTS/speed"
 if [ "$DRY" = 0 ]; then
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv || true
 fi
