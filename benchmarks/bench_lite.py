@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", type=Path, default=RESULTS / "bench_lite.json")
+    p.add_argument("--devices", default="cpu,cuda", help="those present are measured")
     p.add_argument("--point", nargs=3, metavar=("DEVICE", "SHOT", "H"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.threads:
@@ -152,13 +153,17 @@ def main(argv: list[str] | None = None) -> dict:
         return row
     report = {
         "benchmark": "LITE vs full back-propagation, ProtoNets training step",
-        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "point")},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "point", "devices")},
         "torch": torch.__version__,
         "python": platform.python_version(),
         "results": [],
         "full_over_lite": [],
     }
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = [
+        d
+        for d in args.devices.split(",")
+        if d == "cpu" or (d == "cuda" and torch.cuda.is_available())
+    ]
     for device in devices:
         for shot in args.shots:
             pair = {}

@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--eval-episodes", type=int, default=50)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", type=Path, default=RESULTS / "bench_protonet.json")
+    p.add_argument("--devices", default="cpu,cuda", help="those present are measured")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -95,7 +96,11 @@ def main(argv: list[str] | None = None) -> dict:
         "cpu_threads": torch.get_num_threads(),
         "results": [],
     }
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = [
+        d
+        for d in args.devices.split(",")
+        if d == "cpu" or (d == "cuda" and torch.cuda.is_available())
+    ]
     for dev in devices:
         row = measure(torch.device(dev), args)
         report["results"].append(row)

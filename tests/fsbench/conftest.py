@@ -22,6 +22,11 @@ SHARED_OMNIGLOT = REPO_ROOT.parent / "shared" / "data" / "omniglot"
 TINY_PER_CLASS = 25
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``cuda`` marker: tests that need a CUDA GPU (``pytest -m cuda``)."""
+    config.addinivalue_line("markers", "cuda: needs a CUDA GPU (skipped cleanly without one)")
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread() -> Iterator[None]:
     """Tiny models: one torch thread each avoids OpenMP oversubscription on 2-core machines

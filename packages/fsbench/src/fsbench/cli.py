@@ -313,9 +313,12 @@ def _run_options(func):
         ),
         click.option(
             "--maml-exec",
-            type=click.Choice(["auto", "measure", "loop", "vmap", "compile"]),
-            help="how MAML runs a meta-batch; measure: time loop and vmap on the first "
-            "meta-batch and keep the faster; auto: loop on CPU (measured), measure on CUDA",
+            type=click.Choice(
+                ["auto", "measure", "loop", "vmap", "compile", "graph", "graph-vmap"]
+            ),
+            help="how MAML runs a meta-batch; graph/graph-vmap: loop/vmap captured as CUDA "
+            "graphs (CUDA only); measure: time loop and vmap (CUDA: and both graphs) on the first "
+            "meta-batch and keep the fastest; auto: loop on CPU (measured), measure on CUDA",
         ),
         click.option("--threads", type=POS, help="torch CPU threads (default: torch's own)"),
         click.option(

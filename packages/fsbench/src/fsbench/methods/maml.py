@@ -5,12 +5,15 @@ The inner loop is written once as a function of a parameter dict (``functional_c
 ``torch.func.vmap`` over them; both give the same meta-gradient. Measured on 2 CPU cores the loop
 is about 3x faster than vmap (vmap's batched convolutions fall back to slow grouped kernels on
 CPU), so ``auto`` picks the loop on CPU. On CUDA the answer depends on the GPU, the image size and
-the meta-batch, so ``auto`` there means ``measure``: the first meta-batch is run both ways and the
-faster path is kept (timings go into result.json; see also benchmarks/bench_maml.py).
+the meta-batch, so ``auto`` there means ``measure``: the first meta-batch is run every way and the
+fastest path is kept (timings go into result.json; see also benchmarks/bench_maml.py). On CUDA the
+paths measured include ``graph`` and ``graph-vmap``: the loop or vmap captured as CUDA graphs
+(methods/maml_graph.py), which remove the launch overhead that bounds eager MAML on a GPU.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 
@@ -19,21 +22,34 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
 from fsbench.data.store import ArrayStore, Episode
+from fsbench.errors import FsbenchError
 from fsbench.methods.base import Method
+from fsbench.methods.maml_graph import GRAPH_PATHS, GraphedMetaBatch
 from fsbench.models.conv4 import Conv4
 
-EXECUTIONS = ("auto", "measure", "loop", "vmap", "compile")
-MEASURED = ("loop", "vmap")  # the paths ``measure`` times against each other
+log = logging.getLogger("fsbench")
+
+EXECUTIONS = ("auto", "measure", "loop", "vmap", "compile", "graph", "graph-vmap")
+MEASURED = ("loop", "vmap")  # the paths ``measure`` times against each other (CPU)
+MEASURED_CUDA = ("loop", "vmap", "graph", "graph-vmap")  # and on CUDA
 INNER_LOSSES = ("mean", "cbfinn")
 
 
 def resolve_execution(choice: str, device: torch.device) -> str:
-    """``auto`` -> ``loop`` on CPU (measured) and ``measure`` on CUDA (see the module docstring)."""
+    """``auto`` -> ``loop`` on CPU (measured) and ``measure`` on CUDA (see the module docstring);
+    the graph paths need CUDA."""
     if choice not in EXECUTIONS:
         raise ValueError(f"maml execution must be one of {EXECUTIONS}, got {choice!r}")
+    if choice in GRAPH_PATHS and device.type != "cuda":
+        raise FsbenchError(f"--maml-exec {choice} captures CUDA graphs; it needs --device cuda")
     if choice == "auto":
         return "measure" if device.type == "cuda" else "loop"
     return choice
+
+
+def measured_paths(device: torch.device) -> tuple[str, ...]:
+    """The paths ``measure`` times on ``device``."""
+    return MEASURED_CUDA if device.type == "cuda" else MEASURED
 
 
 def _synchronize(x: torch.Tensor) -> None:
@@ -71,6 +87,7 @@ class MAML(Method):
         self.execution = settings.get("maml_exec", "loop")
         self.execution_timings: dict[str, float] = {}
         self._compiled = None
+        self._graphs: dict[str, GraphedMetaBatch] = {}  # captured meta-batches by graph path
 
     def to(self, device: torch.device) -> MAML:
         super().to(device)
@@ -137,8 +154,10 @@ class MAML(Method):
     def run_tasks(
         self, params: dict[str, torch.Tensor], ep: Episode, steps: int, execution: str | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-task query losses and accuracies [B] of a meta-batch, by loop, vmap or compile."""
+        """Per-task query losses and accuracies [B] of a meta-batch, by loop, vmap or compile
+        (a graph path runs here as the eager path it captures)."""
         execution = execution or self.execution
+        execution = GRAPH_PATHS.get(execution, execution)
         self.model.set_fused_norm(execution != "vmap")
         if execution == "vmap":
 
@@ -181,40 +200,65 @@ class MAML(Method):
         return {"execution": self.execution, "execution_timings": self.execution_timings}
 
     def load_extra_state(self, state: dict) -> None:
-        if state.get("execution") in MEASURED + ("compile",):
-            self.execution = state["execution"]
+        chosen = state.get("execution")
+        on_cuda = next(self.model.parameters()).is_cuda
+        if chosen in MEASURED + ("compile",) or (chosen in MEASURED_CUDA and on_cuda):
+            self.execution = chosen
             self.execution_timings = dict(state.get("execution_timings") or {})
 
-    def measure_execution(self, batch: Episode, repeats: int = 2) -> str:
-        """Time one meta-gradient of ``batch`` by each of MEASURED; keep and return the fastest.
-
-        The first call of each path is a warm-up (kernel selection, caches); the best of the next
-        ``repeats`` counts. Gradients go through autograd.grad, so no .grad is touched.
-        """
+    def meta_batch_loss(self, batch: Episode) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean query loss and accuracy of a training meta-batch by the current path."""
+        if self.execution in GRAPH_PATHS:
+            graphed = self._graphs.get(self.execution)
+            if graphed is None:
+                graphed = GraphedMetaBatch(self, GRAPH_PATHS[self.execution], self.inner_steps)
+                self._graphs[self.execution] = graphed
+            return graphed(batch)
         params = dict(self.model.named_parameters())
+        losses, accs = self.run_tasks(params, batch, self.inner_steps)
+        return losses.mean(), accs.mean()
+
+    def measure_execution(self, batch: Episode, repeats: int = 2) -> str:
+        """Time one meta-gradient of ``batch`` by each measured path; keep and return the fastest.
+
+        The first call of each path is a warm-up (kernel selection, caches, a graph's capture);
+        the best of the next ``repeats`` counts. Gradients go through autograd.grad, so no .grad
+        is touched. A graph path that cannot be captured here is left out with a warning (the
+        eager paths always run).
+        """
+        params = list(self.model.parameters())
         timings: dict[str, float] = {}
-        for path in MEASURED:
+        for path in measured_paths(batch.query_x.device):
+            self.execution = path
             best = math.inf
-            for attempt in range(repeats + 1):
-                _synchronize(batch.query_x)
-                start = time.perf_counter()
-                losses, _ = self.run_tasks(params, batch, self.inner_steps, path)
-                torch.autograd.grad(losses.mean(), list(params.values()))
-                _synchronize(batch.query_x)
-                if attempt:
-                    best = min(best, time.perf_counter() - start)
+            try:
+                for attempt in range(repeats + 1):
+                    _synchronize(batch.query_x)
+                    start = time.perf_counter()
+                    loss, _ = self.meta_batch_loss(batch)
+                    torch.autograd.grad(loss, params)
+                    _synchronize(batch.query_x)
+                    if attempt:
+                        best = min(best, time.perf_counter() - start)
+            except Exception as exc:
+                if path not in GRAPH_PATHS:
+                    raise
+                self._graphs.pop(path, None)
+                log.warning("--maml-exec measure: %s left out (%s: %s)", path, type(exc).__name__,
+                            " ".join(str(exc).split())[:200])  # fmt: skip
+                continue
             timings[path] = round(best, 6)
         self.execution_timings = timings
         self.execution = min(timings, key=timings.__getitem__)
+        # keep the chosen path's capture, free the others' memory pools
+        self._graphs = {k: g for k, g in self._graphs.items() if k == self.execution}
         return self.execution
 
     def train_loss(self, batch: Episode) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if self.execution == "measure":
             self.measure_execution(batch)
-        params = dict(self.model.named_parameters())
-        losses, accs = self.run_tasks(params, batch, self.inner_steps)
-        loss = losses.mean()
-        return loss, {"loss": loss.detach(), "accuracy": accs.mean()}
+        loss, acc = self.meta_batch_loss(batch)
+        return loss, {"loss": loss.detach(), "accuracy": acc}
 
     @property
     def eval_chunk(self) -> int:  # test tasks adapted together: one meta-batch
