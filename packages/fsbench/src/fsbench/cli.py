@@ -645,11 +645,17 @@ def predict(
     Writes one row per query image: its path, the predicted class, the true class when the
     query folder has class folders, and a score (probability) per support class.
     """
-    from fsbench.engine.predict import predict_folders, to_csv, to_json, write_predictions
+    from fsbench.engine.predict import (
+        check_output,
+        predict_folders,
+        to_csv,
+        to_json,
+        write_predictions,
+    )
 
     _configure_logging(quiet)
-    if out is not None and out.exists() and not overwrite:
-        raise FsbenchError(f"--out {out} exists; pass --overwrite to replace it")
+    if out is not None:
+        check_output(out, overwrite)
     fmt = format_ or ("json" if out is not None and out.suffix.lower() == ".json" else "csv")
     pred = predict_folders(run_dir, support, query, device=device)
     text = to_json(pred) if fmt == "json" else to_csv(pred)

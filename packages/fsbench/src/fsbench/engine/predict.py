@@ -45,9 +45,20 @@ from fsbench.results import CHECKPOINT, RESULT, atomic_write_bytes, disk_full_as
 log = logging.getLogger("fsbench")
 
 
+def check_output(out: Path, overwrite: bool) -> None:
+    """Before predicting: ``--out`` must not exist (unless ``overwrite``) nor lie in a run folder
+    another process holds (its lock)."""
+    from fsbench.engine.run_lock import check_free
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FsbenchError(f"--out {out} exists; pass --overwrite to replace it")
+    check_free(out.parent)
+
+
 def write_predictions(out: Path, text: str) -> None:
-    """Write ``text`` to the file ``out`` atomically; refused (one line) when ``out``'s folder is
-    a run folder another process holds, and a full disk is one line naming ``out``."""
+    """Write ``text`` to the file ``out`` atomically (a full disk is one line naming ``out``),
+    refused when ``out``'s folder is a run folder another process holds."""
     from fsbench.engine.run_lock import check_free
 
     out = Path(out)
