@@ -49,7 +49,9 @@ def wait_for(predicate, proc: subprocess.Popen | None = None, timeout: float = 1
     t0 = time.monotonic()
     while not predicate():
         if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the process ended early ({proc.returncode}): {proc.stderr.read()}")
+            raise AssertionError(
+                f"the process ended early ({proc.returncode}): {proc.stderr.read()}"
+            )
         if time.monotonic() - t0 > timeout:
             raise AssertionError("timed out waiting")
         time.sleep(0.05)
