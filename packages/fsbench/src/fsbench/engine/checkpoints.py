@@ -57,7 +57,7 @@ def previous_of(path: Path) -> Path:
 def _ways_on(path: Path) -> str:
     """The two ways on from a damaged ``path``: start again, or fall back to an older file."""
     path = Path(path)
-    start_again = "pass --overwrite to start the run again"
+    start_again = "start the run again (fsbench run ... --overwrite)"
     if path.name == BEST:
         return f"{start_again}, or delete {path} to test the last checkpoint instead"
     prev = previous_of(path)

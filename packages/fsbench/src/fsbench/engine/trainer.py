@@ -335,7 +335,7 @@ def train(
             if ckpt_every > 0 and done % ckpt_every == 0:
                 checkpoint(done)
             progress.update(done, logged)
-        if distributed.broadcast_object(start < iterations or not ckpt_path.exists()):
+        if distributed.broadcast_object(timing["saved"] != max(start, iterations)):
             checkpoint(max(start, iterations))
     finally:
         progress.close()
