@@ -125,16 +125,23 @@ def free_space(path: Path) -> str:
         return "free space unknown"
 
 
-def disk_full_error(path: Path, exc: OSError) -> DiskFullError:
-    """The one-line error of a write to ``path`` that failed with ENOSPC or EDQUOT."""
+def disk_full_error(path: Path, exc: OSError, size: int | None = None) -> DiskFullError:
+    """The one-line error of a write to ``path`` (of ``size`` bytes, when known) that failed
+    with ENOSPC or EDQUOT."""
     what = "disk quota exceeded" if exc.errno == errno.EDQUOT else "no space left on the device"
-    return DiskFullError(f"cannot write {path}: {what} ({free_space(path)}); free some space first")
+    needs = f" ({format_bytes(size)})" if size is not None else ""
+    return DiskFullError(
+        f"cannot write {path}{needs}: {what} ({free_space(path)}); free some space first"
+    )
 
 
 @contextlib.contextmanager
-def disk_full_as_error(path: Path, tmp: Path | None = None) -> Iterator[None]:
-    """Turn ENOSPC/EDQUOT inside the block into ``DiskFullError`` for ``path``; on any failure
-    remove ``tmp`` (the half-written temporary), so a full disk is not filled further."""
+def disk_full_as_error(
+    path: Path, tmp: Path | None = None, size: int | None = None
+) -> Iterator[None]:
+    """Turn ENOSPC/EDQUOT inside the block into ``DiskFullError`` for ``path`` (``size`` bytes
+    to write, when known); on any failure remove ``tmp`` (the half-written temporary), so a
+    full disk is not filled further."""
     try:
         yield
     except BaseException as exc:
@@ -142,7 +149,7 @@ def disk_full_as_error(path: Path, tmp: Path | None = None) -> Iterator[None]:
             with contextlib.suppress(OSError):
                 Path(tmp).unlink()
         if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
-            raise disk_full_error(path, exc) from None
+            raise disk_full_error(path, exc, size) from None
         raise
 
 
@@ -154,7 +161,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with disk_full_as_error(path, tmp):
+    with disk_full_as_error(path, tmp, len(data)):
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
