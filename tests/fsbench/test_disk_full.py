@@ -91,7 +91,7 @@ def assert_same_run(out: Path, result: dict, straight) -> None:
 @pytest.mark.parametrize(
     ("name", "at", "kept"),
     [
-        ("checkpoint.pt", 2, 2),  # the checkpoint at iteration 4 fails: the one at 2 is kept
+        ("checkpoint.pt", 3, 4),  # the checkpoint at iteration 6 fails: 4 (and 2) are kept
         ("best.pt", 1, None),  # the first validation's best.pt, before any checkpoint
         ("metrics.jsonl", 6, 2),  # the 6th record: the validation at 4, before its checkpoint
         ("result.json", 1, 8),
@@ -114,6 +114,9 @@ def test_each_write_of_a_run(tmp_path, monkeypatch, straight, name, at, kept):
     else:
         state = torch.load(out / "checkpoint.pt", weights_only=False)
         assert state["iteration"] == kept and "--resume" in msg
+        if name == "checkpoint.pt":  # the previous one moves only once a new one is complete
+            prev = torch.load(out / "checkpoint.prev.pt", weights_only=False)
+            assert prev["iteration"] == 2
     assert_same_run(out, run_setting(settings(), out, loader=LOAD, quiet=True, resume=True),
                     straight)  # fmt: skip
 

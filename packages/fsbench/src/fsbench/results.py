@@ -13,7 +13,7 @@ import os
 import platform
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 
@@ -153,11 +153,14 @@ def disk_full_as_error(
         raise
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(
+    path: Path, data: bytes, before_rename: Callable[[], None] | None = None
+) -> None:
     """Write ``data`` to ``path`` through a temporary file, flushed to disk, and a rename.
 
     The flush (fsync) makes a full disk show itself before the rename, so the old ``path`` stays
     whole; ``DiskFullError`` names ``path`` and the free space, and no temporary is left behind.
+    ``before_rename`` runs once the new data are safely on disk (e.g. to keep the old file).
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -166,6 +169,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        if before_rename is not None:
+            before_rename()
         os.replace(tmp, path)
 
 

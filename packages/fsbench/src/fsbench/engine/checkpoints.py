@@ -32,21 +32,29 @@ class CheckpointError(FsbenchError):
 
 def save_checkpoint(path: Path, state: dict, *, keep_previous: bool = False) -> None:
     """torch.save ``state`` to ``path`` atomically; with ``keep_previous`` the file it replaces
-    stays as checkpoint.prev.pt (also replaced only by a rename)."""
+    stays as checkpoint.prev.pt, moved there only once the new one is safely on disk."""
     path = Path(path)
     buf = io.BytesIO()
     torch.save(state, buf)
-    if keep_previous and path.exists():
-        staged = path.with_name(f".{PREVIOUS}.tmp{os.getpid()}")
-        with contextlib.suppress(FileNotFoundError):
+    atomic_write_bytes(
+        path, buf.getvalue(), before_rename=(lambda: _keep(path)) if keep_previous else None
+    )
+
+
+def _keep(path: Path) -> None:
+    """Make the current ``path`` checkpoint.prev.pt by a hard link and a rename (no space used,
+    never a moment without a checkpoint.pt); a filesystem without hard links keeps none."""
+    if not path.exists():
+        return
+    staged = path.with_name(f".{PREVIOUS}.tmp{os.getpid()}")
+    with contextlib.suppress(FileNotFoundError):
+        staged.unlink()
+    try:
+        os.link(path, staged)
+        os.replace(staged, path.with_name(PREVIOUS))
+    except OSError:
+        with contextlib.suppress(OSError):
             staged.unlink()
-        try:
-            os.link(path, staged)  # costs no space: a second name of the current checkpoint
-            os.replace(staged, path.with_name(PREVIOUS))
-        except OSError:  # a filesystem without hard links: keep no previous one
-            with contextlib.suppress(OSError):
-                staged.unlink()
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def previous_of(path: Path) -> Path:
