@@ -44,6 +44,8 @@ def trained_settings(run_dir: Path) -> tuple[dict, int]:
         )
     try:
         state = load_checkpoint(path)
+    except FsbenchError:  # damaged or foreign: which file, what is wrong, the ways on
+        raise
     except Exception as exc:
         raise FsbenchError(f"cannot read {path} ({type(exc).__name__})") from None
     settings = state.get("settings")
