@@ -77,3 +77,7 @@ def test_a_damaged_best_pt_in_eval_is_one_line(tmp_path):
     assert "start the run again (fsbench run ... --overwrite)" in str(err.value)
     assert f"delete {best} to test the last checkpoint" in str(err.value)
     assert not (tmp_path / "e").exists()
+    ckpt = tmp_path / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:100])
+    with pytest.raises(FsbenchError, match=f"{ckpt} is truncated.*delete {ckpt} to resume from"):
+        evaluate_run(tmp_path, tmp_path / "e", way=3, loader=LOAD)
