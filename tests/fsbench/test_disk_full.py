@@ -197,3 +197,26 @@ def test_a_real_full_filesystem(tmp_path, straight):
         assert_same_run(out, resumed, straight)
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_generating_a_dataset_into_a_full_data_root(tmp_path, monkeypatch):
+    mdmnist = pytest.importorskip("mdmnist")
+    from fsbench.data import load_split
+    from fsbench.errors import FsbenchError
+
+    def full(**kwargs):
+        (Path(kwargs["output"]) / "train.h5").parent.mkdir(parents=True)
+        (Path(kwargs["output"]) / "train.h5").write_bytes(b"half")
+        raise ValueError(
+            "cannot write output: errno = 28, error message = 'No space left on device'"
+        )
+
+    monkeypatch.setattr(mdmnist, "generate", full)
+    root = tmp_path / "root"
+    with pytest.raises(
+        FsbenchError,
+        match=r"cannot generate DoubleMNIST into .*: no space left "
+        r"on the device \([\d.]+ \w+ free\); free some space, or pass --data-root",
+    ):
+        load_split("doublemnist", "train", data_root=root, num_image_per_class=7)
+    assert [p.name for p in root.iterdir()] == []  # the half-written temporary is gone
