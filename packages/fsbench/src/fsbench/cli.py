@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from fsbench.engine.stop import RunStopped, process_start, stop_on_signals
 from fsbench.errors import FsbenchError
 from fsbench.methods import DESCRIPTIONS, METHODS
 from fsbench.presets import (
@@ -66,6 +67,9 @@ class FsbenchGroup(click.Group):
         except FsbenchError as exc:
             click.echo(f"Error: {_one_line(str(exc))}", err=True)
             sys.exit(1)
+        except RunStopped as exc:  # a signal or --time-limit: checkpointed, resumable
+            click.echo(_one_line(str(exc)), err=True)
+            sys.exit(exc.exit_code)
         except (click.Abort, KeyboardInterrupt):
             click.echo("Aborted.", err=True)
             sys.exit(130)
@@ -140,6 +144,15 @@ def _result_line(name: str, result: dict, out: Path) -> str:
     if devs:
         line += "; differs from the preset in " + ", ".join(d["setting"] for d in devs)
     return line + f"; {result['wall_seconds']:.1f} s on {result['device']}; results in {out}"
+
+
+TIME_LIMIT = click.option(
+    "--time-limit",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="MINUTES",
+    help="stop training at an iteration boundary before MINUTES have passed, with a checkpoint "
+    "(no result yet; --resume continues)",
+)
 
 
 def _run_options(func):
@@ -335,6 +348,7 @@ def _run_options(func):
             help="continue OUT/checkpoint.pt (same settings, or more iterations)",
         ),
         click.option("--overwrite", is_flag=True, help="replace an earlier run in OUT"),
+        TIME_LIMIT,
         click.option(
             "--data-root",
             type=click.Path(file_okay=False, path_type=Path),
@@ -491,7 +505,7 @@ def _run(method: str, dataset: str, opts: dict) -> None:
     overrides = {
         k: opts.pop(k)
         for k in list(opts)
-        if k not in ("device", "out", "resume", "overwrite", "data_root", "quiet")
+        if k not in ("device", "out", "resume", "overwrite", "data_root", "quiet", "time_limit")
     }
     if images is not None:
         if name not in MDMNIST_BASED:
@@ -536,15 +550,18 @@ def _run(method: str, dataset: str, opts: dict) -> None:
     out = opts["out"] or Path("runs") / default
     main_rank = True
     try:
-        result = run_setting(
-            settings,
-            out,
-            data_root=opts["data_root"],
-            device=opts["device"],
-            resume=opts["resume"],
-            overwrite=opts["overwrite"],
-            quiet=opts["quiet"],
-        )
+        with stop_on_signals():
+            result = run_setting(
+                settings,
+                out,
+                data_root=opts["data_root"],
+                device=opts["device"],
+                resume=opts["resume"],
+                overwrite=opts["overwrite"],
+                quiet=opts["quiet"],
+                time_limit=opts["time_limit"],
+                started=process_start(),
+            )
         main_rank = distributed.is_main()
     finally:
         distributed.shutdown()
@@ -636,20 +653,24 @@ def predict(
     Writes one row per query image: its path, the predicted class, the true class when the
     query folder has class folders, and a score (probability) per support class.
     """
-    from fsbench.engine.predict import predict_folders, to_csv, to_json
-    from fsbench.results import atomic_write_bytes
+    from fsbench.engine.predict import (
+        check_output,
+        predict_folders,
+        to_csv,
+        to_json,
+        write_predictions,
+    )
 
     _configure_logging(quiet)
-    if out is not None and out.exists() and not overwrite:
-        raise FsbenchError(f"--out {out} exists; pass --overwrite to replace it")
+    if out is not None:
+        check_output(out, overwrite)
     fmt = format_ or ("json" if out is not None and out.suffix.lower() == ".json" else "csv")
     pred = predict_folders(run_dir, support, query, device=device)
     text = to_json(pred) if fmt == "json" else to_csv(pred)
     if out is None:
         click.echo(text, nl=False)
     else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(out, text.encode())
+        write_predictions(out, text)
     summary = (
         f"{len(pred.files)} images, {len(pred.classes)} classes ({pred.method}: {pred.meaning})"
     )
@@ -722,6 +743,7 @@ def what_ran(results: list[dict]) -> list[str]:
     show_default=True,
     help="cells run side by side in this many processes (one torch thread each unless --threads)",
 )
+@TIME_LIMIT
 def reproduce(
     table: str,
     quick: bool,
@@ -735,6 +757,7 @@ def reproduce(
     quiet: bool,
     iterations: int | None,
     jobs: int,
+    time_limit: float | None,
 ) -> None:
     """Run every cell of a source TABLE and print it beside the published numbers."""
     from fsbench.engine.reproduce import plan_table, run_plan
@@ -755,19 +778,28 @@ def reproduce(
         jobs=jobs,
         progress=not quiet,
     )
-    for item in run_plan(
-        plan, data_root=data_root, device=device, quiet=quiet, jobs=jobs, echo=click.echo
-    ):
-        if item.action == "keep":
-            continue
-        res = item.result
-        how = {"eval": f"evaluated from {item.trained_in}", "resume": "resumed"}.get(
-            item.action, "trained"
-        )
-        click.echo(
-            f"{item.label} {_fmt_pct(res['accuracy'])} % ± {_fmt_pct(res['ci95'])} "
-            f"in {res['wall_seconds']:.1f} s ({how})"
-        )
+    cells = run_plan(
+        plan,
+        data_root=data_root,
+        device=device,
+        quiet=quiet,
+        jobs=jobs,
+        echo=click.echo,
+        time_limit=time_limit,
+        started=process_start(),
+    )
+    with stop_on_signals():
+        for item in cells:
+            if item.action == "keep":
+                continue
+            res = item.result
+            how = {"eval": f"evaluated from {item.trained_in}", "resume": "resumed"}.get(
+                item.action, "trained"
+            )
+            click.echo(
+                f"{item.label} {_fmt_pct(res['accuracy'])} % ± {_fmt_pct(res['ci95'])} "
+                f"in {res['wall_seconds']:.1f} s ({how})"
+            )
     results = [p.result for p in plan if p.result is not None]
     by_cell: dict[str, list[dict]] = {}
     for p in plan:

@@ -1,16 +1,23 @@
 """Files of one run: result.json, the metrics log (JSON lines), the training curve PNG.
 
-Everything is written to a temporary path and renamed, so nothing is ever half-written.
+Everything is written to a temporary path and renamed, so nothing is ever half-written; a full
+disk or quota is one ``DiskFullError`` naming the file and the free space, the temporary removed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import platform
+import shutil
 import subprocess
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
+
+from fsbench.errors import FsbenchError
 
 RESULT = "result.json"
 METRICS = "metrics.jsonl"
@@ -102,12 +109,83 @@ def read_episodes(path: Path) -> list[float]:
     return [float(r.split(",")[1]) for r in rows if r.strip()]
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
+# the errors of a write that found no room: no space left, or the user's quota used up
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFullError(FsbenchError):
+    """A write found no space (or no quota) left: the message names the file and the free space."""
+
+
+def format_bytes(n: int) -> str:
+    """12 bytes, 3.4 kB, 1.2 MB, 5.6 GB (powers of 1000, like df -H)."""
+    if n < 1000:
+        return f"{n} bytes"
+    for unit in ("kB", "MB", "GB", "TB"):
+        n /= 1000
+        if n < 1000 or unit == "TB":
+            break
+    return f"{n:.1f} {unit}"
+
+
+def free_space(path: Path) -> str:
+    """The free space of the filesystem holding ``path`` (or its nearest existing parent)."""
+    folder = Path(path).absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return f"{format_bytes(shutil.disk_usage(folder).free)} free"
+    except OSError:
+        return "free space unknown"
+
+
+def disk_full_error(path: Path, exc: OSError, size: int | None = None) -> DiskFullError:
+    """The one-line error of a write to ``path`` (of ``size`` bytes, when known) that failed
+    with ENOSPC or EDQUOT."""
+    what = "disk quota exceeded" if exc.errno == errno.EDQUOT else "no space left on the device"
+    needs = f" ({format_bytes(size)})" if size is not None else ""
+    return DiskFullError(
+        f"cannot write {path}{needs}: {what} ({free_space(path)}); free some space first"
+    )
+
+
+@contextlib.contextmanager
+def disk_full_as_error(
+    path: Path, tmp: Path | None = None, size: int | None = None
+) -> Iterator[None]:
+    """Turn ENOSPC/EDQUOT inside the block into ``DiskFullError`` for ``path`` (``size`` bytes
+    to write, when known); on any failure remove ``tmp`` (the half-written temporary), so a
+    full disk is not filled further."""
+    try:
+        yield
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                Path(tmp).unlink()
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+            raise disk_full_error(path, exc, size) from None
+        raise
+
+
+def atomic_write_bytes(
+    path: Path, data: bytes, before_rename: Callable[[], None] | None = None
+) -> None:
+    """Write ``data`` to ``path`` through a temporary file, flushed to disk, and a rename.
+
+    The flush (fsync) makes a full disk show itself before the rename, so the old ``path`` stays
+    whole; ``DiskFullError`` names ``path`` and the free space, and no temporary is left behind.
+    ``before_rename`` runs once the new data are safely on disk (e.g. to keep the old file).
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    with disk_full_as_error(path, tmp, len(data)):
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if before_rename is not None:
+            before_rename()
+        os.replace(tmp, path)
 
 
 def write_json(path: Path, obj: dict) -> None:
@@ -126,24 +204,33 @@ class MetricsLog:
 
     def __init__(self, path: Path, resume_position: int | None = None) -> None:
         self.path = Path(path)
-        if resume_position is None:
-            self.path.write_bytes(b"")
-        else:
-            with open(self.path, "r+b" if self.path.exists() else "wb") as fh:
-                fh.truncate(resume_position)
-        self._fh = open(self.path, "ab")  # noqa: SIM115 (kept open for the run)
+        with disk_full_as_error(self.path):
+            if resume_position is None:
+                open(self.path, "wb").close()
+            else:
+                with open(self.path, "r+b" if self.path.exists() else "wb") as fh:
+                    fh.truncate(resume_position)
+            self._fh = open(self.path, "ab")  # noqa: SIM115 (kept open for the run)
 
     def write(self, record: dict) -> None:
-        """Append one record; flushed, so that the log can be followed while a run trains."""
-        self._fh.write((json.dumps(record) + "\n").encode())
-        self._fh.flush()
+        """Append one record; flushed, so that the log can be followed while a run trains.
+
+        A full disk is ``DiskFullError``; a partial line it leaves lies beyond the checkpointed
+        position and is cut away on --resume.
+        """
+        with disk_full_as_error(self.path):
+            self._fh.write((json.dumps(record) + "\n").encode())
+            self._fh.flush()
 
     def position(self) -> int:
-        self._fh.flush()
+        with disk_full_as_error(self.path):
+            self._fh.flush()
         return self._fh.tell()
 
     def close(self) -> None:
-        self._fh.close()
+        """Close the file; a flush that fails now (after a full disk was reported) is dropped."""
+        with contextlib.suppress(OSError):
+            self._fh.close()
 
 
 class RunLog:
@@ -270,9 +357,12 @@ def plot_curves(runs: list[tuple[str, list[dict]]], path: Path, title: str) -> N
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     tmp = Path(path).with_name(f".{Path(path).name}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with disk_full_as_error(path, tmp):
+            fig.savefig(tmp, dpi=100)
+            os.replace(tmp, path)
+    finally:
+        plt.close(fig)
 
 
 def plot_curve(metrics: list[dict], path: Path, title: str) -> None:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fsbench.results import DISK_FULL_ERRNOS, disk_full_error
+
 log = logging.getLogger("fsbench.data")
 
 FINGERPRINT_KEY = "_fingerprint"
@@ -51,8 +53,9 @@ def save_arrays(path: Path, fingerprint_: str, **arrays: np.ndarray) -> None:
     try:
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays, **{FINGERPRINT_KEY: np.array(fingerprint_)})
-    except OSError as e:  # a read-only data root only costs speed, never correctness
-        log.warning("could not write cache %s (%s); will decode again next time", path, e)
+    except OSError as e:  # a read-only or full data root only costs speed, never correctness
+        why = str(disk_full_error(path, e)) if e.errno in DISK_FULL_ERRNOS else f"{path} ({e})"
+        log.warning("could not write the cache: %s; will decode again next time", why)
 
 
 def load_arrays(path: Path, fingerprint_: str) -> dict[str, np.ndarray] | None:

@@ -27,6 +27,7 @@ from fsbench.data.h5_parallel import InflateError, read_dataset
 from fsbench.data.png_decode import decode_pngs
 from fsbench.data.store import ArrayStore
 from fsbench.errors import FsbenchError
+from fsbench.results import free_space
 
 log = logging.getLogger("fsbench.data")
 
@@ -112,6 +113,13 @@ def _generate(
         )
     except ValueError as e:  # MdmnistError: bad argument or unwritable output, one line
         shutil.rmtree(tmp, ignore_errors=True)
+        text = str(e)
+        if "No space left" in text or "quota exceeded" in text.lower():  # say it plainly
+            raise FsbenchError(
+                f"cannot generate {label} into {folder}: no space left on the device "
+                f"({free_space(folder.parent)}); free some space, or pass --data-root on a "
+                "larger disk"
+            ) from None
         raise FsbenchError(f"generating {label} failed: {e}") from None
     try:
         try:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from fsbench.engine import run_lock
 from fsbench.engine.device import configure_backend, resolve_device, resolve_precision
 from fsbench.engine.run import (
     Describer,
@@ -21,6 +22,7 @@ from fsbench.engine.run import (
     build_result,
     load_options,
     load_store,
+    lock_existing,
     test_episodes,
     tested_weights,
     write_run_files,
@@ -29,7 +31,7 @@ from fsbench.engine.trainer import load_checkpoint
 from fsbench.errors import FsbenchError
 from fsbench.methods import build_method
 from fsbench.presets import CLASSIFIER_METHODS, MAML_METHODS
-from fsbench.results import CHECKPOINT, RESULT, read_json
+from fsbench.results import CHECKPOINT, RESULT, disk_full_as_error, read_json
 
 
 def trained_settings(run_dir: Path) -> tuple[dict, int]:
@@ -42,6 +44,8 @@ def trained_settings(run_dir: Path) -> tuple[dict, int]:
         )
     try:
         state = load_checkpoint(path)
+    except FsbenchError:  # damaged or foreign: which file, what is wrong, the ways on
+        raise
     except Exception as exc:
         raise FsbenchError(f"cannot read {path} ({type(exc).__name__})") from None
     settings = state.get("settings")
@@ -73,9 +77,57 @@ def evaluate_run(
     loader: Loader | None = None,
     describe: Describer | None = None,
 ) -> dict:
-    """Evaluate the trained run in ``run_dir`` on new test settings; result.json into ``out``."""
+    """Evaluate the trained run in ``run_dir`` on new test settings; result.json into ``out``.
+
+    ``out`` is locked while this runs (a second writer there is refused with one line).
+    """
     run_dir, out = Path(run_dir), Path(out)
     settings, iteration = trained_settings(run_dir)
+    lock = lock_existing(out)
+    try:
+        return _evaluate(
+            run_dir,
+            out,
+            settings,
+            iteration,
+            lock,
+            way=way,
+            shot=shot,
+            query=query,
+            episodes=episodes,
+            seed=seed,
+            data_root=data_root,
+            device=device,
+            overwrite=overwrite,
+            quiet=quiet,
+            loader=loader,
+            describe=describe,
+        )
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _evaluate(
+    run_dir: Path,
+    out: Path,
+    settings: dict,
+    iteration: int,
+    lock: run_lock.RunLock | None,
+    *,
+    way: int | None,
+    shot: int | None,
+    query: int | None,
+    episodes: int | None,
+    seed: int | None,
+    data_root: str | Path | None,
+    device: str,
+    overwrite: bool,
+    quiet: bool,
+    loader: Loader | None,
+    describe: Describer | None,
+) -> dict:
+    """evaluate_run once ``out``'s lock is held (or ``out`` does not exist yet)."""
     if (out / RESULT).exists() and not overwrite:
         raise FsbenchError(f"{out} already holds a {RESULT}; pass --overwrite to replace it")
     method_name = settings["method"]
@@ -147,6 +199,11 @@ def evaluate_run(
         "trained": {k: settings.get(k) for k in ("way", "shot", "query", "episodes", "seed")},
         "result": read_json(earlier).get("accuracy") if earlier.is_file() else None,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    write_run_files(out, result, res.per_episode, curve=False)
+    with disk_full_as_error(out):
+        out.mkdir(parents=True, exist_ok=True)
+    lock = lock or run_lock.acquire(out)
+    try:
+        write_run_files(out, result, res.per_episode, curve=False)
+    finally:
+        lock.release()
     return result

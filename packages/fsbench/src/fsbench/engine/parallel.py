@@ -2,7 +2,9 @@
 
 Each cell is seeded and writes into its own directory, so running cells side by side changes
 nothing but the wall time, provided each keeps the same torch thread count. Workers are spawned
-(a fresh interpreter: no forked OpenMP or CUDA state) and show no progress bars.
+(a fresh interpreter: no forked OpenMP or CUDA state) and show no progress bars. A stop signal
+reaches every worker (forwarded by this process), each checkpoints its cell and stops; the pool
+is shut down before ``RunStopped`` leaves ``run_jobs``, so no worker outlives it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
+from fsbench.engine import stop
 from fsbench.engine.run import load_options, load_store, run_setting
 from fsbench.errors import FsbenchError
 
@@ -28,19 +31,32 @@ class CellJob:
     device: str = "auto"
     quiet: bool = False
     resume: bool = False
+    deadline: float | None = None  # time.time() by which training stops (--time-limit)
+    time_limit: float | None = None  # the --time-limit (minutes) behind the deadline
 
 
 def run_job(job: CellJob) -> dict:
-    """Run one job in this process; the workers' entry point."""
-    return run_setting(
-        job.settings,
-        job.out,
-        data_root=job.data_root,
-        device=job.device,
-        overwrite=not job.resume,
-        resume=job.resume,
-        quiet=job.quiet,
-    )
+    """Run one job in this process; the workers' entry point. A stop signal or a deadline that
+    has passed before it starts is ``RunStopped`` with nothing written."""
+    request = stop.StopRequest(job.deadline, job.time_limit)
+    halt = request.before_start()
+    if halt is not None:
+        raise stop.RunStopped(None, None, *halt, where=str(job.out))
+    try:
+        return run_setting(
+            job.settings,
+            job.out,
+            data_root=job.data_root,
+            device=job.device,
+            overwrite=not job.resume,
+            resume=job.resume,
+            quiet=job.quiet,
+            time_limit=job.time_limit,
+            started=None if job.deadline is None else job.deadline - 60 * job.time_limit,
+        )
+    except stop.RunStopped as exc:
+        exc.where = exc.where or str(job.out)
+        raise
 
 
 def prepare_data(jobs: Sequence[CellJob]) -> None:
@@ -79,21 +95,43 @@ def run_jobs(jobs: Sequence[CellJob], workers: int = 1) -> Iterator[tuple[int, d
             yield i, run_job(job)
         return
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context)
+    pool = ProcessPoolExecutor(
+        max_workers=min(workers, len(jobs)),
+        mp_context=context,
+        initializer=stop.install_handlers,  # a stop signal sets a flag in the worker, too
+    )
+
+    def worker_pids() -> list[int]:
+        return [p.pid for p in list(getattr(pool, "_processes", {}).values()) if p.pid]
+
     pending: dict[Future, int] = {pool.submit(run_job, job): i for i, job in enumerate(jobs)}
+    stopped: list[stop.RunStopped] = []
     try:
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                index = pending.pop(fut)
-                try:
-                    result = fut.result()
-                except BrokenProcessPool as exc:
-                    raise FsbenchError(
-                        f"a worker process died while running cell {index} ({exc}); out of "
-                        "memory? try fewer --jobs"
-                    ) from None
-                yield index, result
+        with stop.forward_signals(worker_pids):
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    index = pending.pop(fut)
+                    try:
+                        result = fut.result()
+                    except stop.RunStopped as exc:
+                        stopped.append(exc)
+                        for other in pending:  # cells not started yet stay unstarted
+                            other.cancel()
+                        continue
+                    except BrokenProcessPool as exc:
+                        raise FsbenchError(
+                            f"a worker process died while running cell {index} ({exc}); out of "
+                            "memory? try fewer --jobs"
+                        ) from None
+                    yield index, result
+                pending = {f: i for f, i in pending.items() if not f.cancelled()}
     finally:
-        # on an error (or Ctrl-C) drop the queued cells; running ones finish their current cell
+        # on an error drop the queued cells; running ones finish (or stop at) their iteration
         pool.shutdown(wait=True, cancel_futures=True)
+    if stopped:
+        first = min(stopped, key=lambda e: e.iteration is None)  # one that was running, if any
+        others = len(stopped) - 1
+        if others:
+            first.where += f" (and {others} other cell{'s' if others > 1 else ''})"
+        raise first

@@ -40,9 +40,34 @@ from fsbench.engine.trainer import load_checkpoint
 from fsbench.errors import FsbenchError
 from fsbench.methods import build_method
 from fsbench.presets import CLASSIFIER_METHODS, MAML_METHODS
-from fsbench.results import CHECKPOINT, RESULT, read_json
+from fsbench.results import CHECKPOINT, RESULT, atomic_write_bytes, disk_full_as_error, read_json
 
 log = logging.getLogger("fsbench")
+
+
+def check_output(out: Path, overwrite: bool) -> None:
+    """Before predicting: ``--out`` must not exist (unless ``overwrite``) nor lie in a run folder
+    another process holds (its lock)."""
+    from fsbench.engine.run_lock import check_free
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FsbenchError(f"--out {out} exists; pass --overwrite to replace it")
+    check_free(out.parent)
+
+
+def write_predictions(out: Path, text: str) -> None:
+    """Write ``text`` to the file ``out`` atomically (a full disk is one line naming ``out``),
+    refused when ``out``'s folder is a run folder another process holds."""
+    from fsbench.engine.run_lock import check_free
+
+    out = Path(out)
+    check_free(out.parent)
+    with disk_full_as_error(out):
+        out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out, text.encode())
+
+
 FIXED_WAY = (*MAML_METHODS, "mtl")  # one output per class: the support must have that many
 SCORES = {
     "protonet": "softmax over minus the distance to each class prototype (support mean)",

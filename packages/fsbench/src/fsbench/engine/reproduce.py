@@ -7,7 +7,11 @@ Each cell's folder is checked against the settings asked for before anything run
   unless ``--overwrite`` re-runs it;
 - an interrupted cell (a checkpoint, no result) with the same settings is resumed;
 - cells that differ only in what the test evaluation reads (ProtoNets' test way and shot) share
-  one training: the first trains, the others are evaluated from it (``fsbench eval``).
+  one training: the first trains, the others are evaluated from it (``fsbench eval``);
+- a cell folder another process holds (its lock) is refused before anything runs.
+
+A stop signal or ``time_limit`` stops the running cells at an iteration boundary with their
+checkpoints written (``RunStopped``); the same command later resumes them.
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from fsbench.engine import run_lock
 from fsbench.engine.evaluate import evaluate_run
 from fsbench.engine.parallel import CellJob, prepare_data, run_jobs
 from fsbench.engine.run import describe_differences
+from fsbench.engine.stop import RunStopped, StopRequest
 from fsbench.engine.trainer import load_checkpoint
 from fsbench.errors import FsbenchError
 from fsbench.methods import METHODS
@@ -93,6 +99,8 @@ def training_key(settings: dict) -> str:
 
 def _existing(out: Path, settings: dict, overwrite: bool, label: str) -> tuple[str, dict | None]:
     """keep / resume / train for a cell folder, or FsbenchError for a run of other settings."""
+    if out.is_dir():
+        run_lock.check_free(out)
     if overwrite:
         return "train", None
     hint = "pass --overwrite to re-run it, or --out for another folder"
@@ -109,6 +117,8 @@ def _existing(out: Path, settings: dict, overwrite: bool, label: str) -> tuple[s
     if (out / CHECKPOINT).is_file():
         try:
             saved = load_checkpoint(out / CHECKPOINT).get("settings") or {}
+        except FsbenchError as exc:  # damaged or foreign: which file, what is wrong, the ways on
+            raise FsbenchError(f"{label} {exc}") from None
         except Exception:
             raise FsbenchError(f"{label} cannot read {out / CHECKPOINT}; {hint}") from None
         diff = differences(settings, saved)
@@ -172,8 +182,33 @@ def run_plan(
     quiet: bool = False,
     jobs: int = 1,
     echo: Callable[[str], None] = print,
+    time_limit: float | None = None,
+    started: float | None = None,
 ) -> Iterator[PlannedCell]:
-    """Run the trainings (``jobs`` at a time), then the evaluations; yield each cell when done."""
+    """Run the trainings (``jobs`` at a time), then the evaluations; yield each cell when done.
+
+    With ``time_limit`` (minutes after ``started``, default now, for the whole plan), or on a
+    stop signal, the running trainings stop at an iteration boundary with a checkpoint:
+    ``RunStopped``, resumable.
+    """
+    request = StopRequest.from_time_limit(time_limit, started)
+    try:
+        yield from _run_plan(plan, request, data_root, device, quiet, jobs, echo)
+    except RunStopped as exc:
+        exc.hint = "run the same command again to continue (unfinished cells resume)"
+        raise
+
+
+def _run_plan(
+    plan: list[PlannedCell],
+    request: StopRequest,
+    data_root: str | Path | None,
+    device: str,
+    quiet: bool,
+    jobs: int,
+    echo: Callable[[str], None],
+) -> Iterator[PlannedCell]:
+    """run_plan's work under one stop request."""
     for item in plan:
         if item.action == "keep":
             echo(f"{item.label} kept the earlier result (same settings)")
@@ -193,6 +228,8 @@ def run_plan(
                 device,
                 quiet=quiet or jobs > 1,
                 resume=p.action == "resume",
+                deadline=request.deadline,
+                time_limit=request.time_limit_minutes,
             )
             for p in wave
         ]
@@ -208,6 +245,9 @@ def run_plan(
     for item in plan:
         if item.action != "eval":
             continue
+        halt = request.before_start()
+        if halt is not None:
+            raise RunStopped(None, None, *halt, where=str(item.out))
         s = item.settings
         item.result = evaluate_run(
             item.trained_in,

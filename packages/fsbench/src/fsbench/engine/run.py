@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
 import shutil
@@ -14,7 +15,8 @@ from tqdm import tqdm
 
 from fsbench.data.listing import folder_listings
 from fsbench.data.store import ArrayStore
-from fsbench.engine import distributed
+from fsbench.engine import distributed, run_lock
+from fsbench.engine.checkpoints import PREVIOUS
 from fsbench.engine.device import (
     autocast,
     configure_backend,
@@ -22,11 +24,13 @@ from fsbench.engine.device import (
     resolve_precision,
     seed_everything,
 )
+from fsbench.engine.stop import RunStopped, StopRequest
 from fsbench.engine.trainer import (
     TEST_STREAM,
     TrainOutcome,
     load_checkpoint,
     make_generator,
+    resume_checkpoint,
     show_progress,
     train,
 )
@@ -50,7 +54,9 @@ from fsbench.results import (
     METRICS,
     RESULT,
     TENSORBOARD,
+    DiskFullError,
     check_logs,
+    disk_full_as_error,
     git_commit,
     log_result,
     machine,
@@ -122,7 +128,7 @@ def check_split(method: Method, store: ArrayStore, dataset: str, split: str) -> 
 
 def check_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
     """Refuse to clobber an earlier run in OUT unless --resume or --overwrite; touches nothing."""
-    earlier = [p for p in (RESULT, CHECKPOINT) if (out / p).exists()]
+    earlier = [p for p in (RESULT, CHECKPOINT, PREVIOUS) if (out / p).exists()]
     if earlier and not resume and not overwrite:
         raise FsbenchError(
             f"{out} already holds a run ({', '.join(earlier)}); pass --resume to continue it "
@@ -139,13 +145,17 @@ def describe_differences(diff: dict[str, tuple], here: str, there: str) -> str:
 
 def check_resume(out: Path, settings: dict) -> None:
     """--resume continues only the same run: the same settings, or a larger --iterations."""
-    path = Path(out) / CHECKPOINT
-    if not path.exists():
+    path = resume_checkpoint(out)
+    if path is None:
         return
     try:
         saved = load_checkpoint(path).get("settings") or {}
-    except Exception as exc:  # a damaged file: say so, never a traceback
-        raise FsbenchError(f"--resume: cannot read {path} ({type(exc).__name__})") from None
+    except FsbenchError as exc:  # damaged or foreign: which file, what is wrong, the ways on
+        raise FsbenchError(f"--resume: {exc}") from None
+    except Exception as exc:  # anything else unreadable: still one line, never a traceback
+        raise FsbenchError(
+            f"--resume: cannot read {path} ({type(exc).__name__}); pass --overwrite to start again"
+        ) from None
     diff = differences(settings, saved)
     for length in ("iterations", "epochs"):  # a longer run continues the shorter one
         asked = diff.pop(length, None)
@@ -160,14 +170,37 @@ def check_resume(out: Path, settings: dict) -> None:
         )
 
 
-def prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
-    """Create OUT (once every input has been checked) and clear an earlier run on --overwrite."""
+def prepare_out_dir(
+    out: Path, resume: bool, overwrite: bool, lock: run_lock.RunLock | None = None
+) -> run_lock.RunLock:
+    """Create and lock OUT (once every input has been checked), remove temporaries a killed run
+    left, and clear an earlier run on --overwrite; returns the lock (``lock`` if already held)."""
     check_out_dir(out, resume, overwrite)
-    out.mkdir(parents=True, exist_ok=True)
+    with disk_full_as_error(out):
+        out.mkdir(parents=True, exist_ok=True)
+    lock = lock or run_lock.acquire(out)
+    for tmp in out.glob(".*.tmp*"):  # ours alone now: no other writer can be mid-rename
+        with contextlib.suppress(OSError):
+            tmp.unlink()
     if overwrite and not resume:
-        for p in (RESULT, CHECKPOINT, BEST, METRICS, CURVE, EPISODES):
+        for p in (RESULT, CHECKPOINT, PREVIOUS, BEST, METRICS, CURVE, EPISODES):
             (out / p).unlink(missing_ok=True)
         shutil.rmtree(out / TENSORBOARD, ignore_errors=True)
+    return lock
+
+
+def lock_existing(out: Path) -> run_lock.RunLock | None:
+    """The lock of OUT if it exists already (so a second writer is refused before anything is
+    read or written there), else None (prepare_out_dir takes it once OUT is created)."""
+    return run_lock.acquire(out) if Path(out).is_dir() else None
+
+
+def resume_hint(out: Path) -> str:
+    """What to do after a full disk: continue from the checkpoint kept, or start again."""
+    kept = resume_checkpoint(out)
+    if kept is None:
+        return "then run the same command again"
+    return f"{kept.name} is intact: then run the same command with --resume to continue"
 
 
 def tested_weights(out: Path, settings: dict, outcome_best: int | None) -> tuple[dict, str]:
@@ -347,13 +380,62 @@ def run_setting(
     quiet: bool = False,
     loader: Loader | None = None,
     describe: Describer | None = None,
+    time_limit: float | None = None,
+    started: float | None = None,
 ) -> dict:
     """Train and evaluate one setting into ``out``; returns the result dict (also result.json).
 
     Under torchrun (WORLD_SIZE > 1) every rank calls this: they train data-parallel
     (engine/distributed.py), only rank 0 writes OUT, and world_size becomes a setting.
+    Rank 0 holds OUT's lock throughout (a second writer is refused). With ``time_limit``
+    (minutes after ``started``, a ``time.time()``; default now), or once a stop signal arrives
+    (``engine.stop``), training stops at an iteration boundary with a checkpoint and
+    ``RunStopped`` is raised (no result.json).
     """
+    stop = StopRequest.from_time_limit(time_limit, started)
     out = Path(out)
+    lock = lock_existing(out) if distributed.env_world_size() <= 1 or _env_rank0() else None
+    try:
+        return _run_setting(
+            settings,
+            out,
+            lock,
+            stop,
+            data_root=data_root,
+            device=device,
+            resume=resume,
+            overwrite=overwrite,
+            quiet=quiet,
+            loader=loader,
+            describe=describe,
+        )
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _env_rank0() -> bool:
+    """Rank 0 under torchrun (before the process group exists): the one rank that writes OUT."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _run_setting(
+    settings: dict,
+    out: Path,
+    lock: run_lock.RunLock | None,
+    stop: StopRequest,
+    *,
+    data_root,
+    device: str,
+    resume: bool,
+    overwrite: bool,
+    quiet: bool,
+    loader: Loader | None,
+    describe: Describer | None,
+) -> dict:
+    """run_setting with OUT's lock taken (if OUT existed) and the stop request made."""
     dev = distributed.init_from_env(resolve_device(device))
     world = distributed.world_size()
     if world > 1:  # it changes the sampled tasks (ProtoNets: the episodes per step)
@@ -433,7 +515,49 @@ def run_setting(
 
     # Only now, with every input checked, does OUT appear.
     if distributed.is_main():
-        prepare_out_dir(out, resume, overwrite)
+        lock = prepare_out_dir(out, resume, overwrite, lock)
+    try:
+        return _train_and_test(
+            method,
+            settings,
+            out,
+            stop,
+            stores=(train_store, val_store, test_store),
+            describe=describe,
+            dev=dev,
+            precision=precision,
+            resume=resume,
+            quiet=quiet,
+            world=world,
+            t_start=t_start,
+            load_seconds=load_seconds,
+        )
+    except DiskFullError as exc:
+        raise DiskFullError(f"{exc}; {resume_hint(out)}") from None
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train_and_test(
+    method: Method,
+    settings: dict,
+    out: Path,
+    stop: StopRequest,
+    *,
+    stores: tuple[ArrayStore, ArrayStore | None, ArrayStore],
+    describe: Describer,
+    dev: torch.device,
+    precision: str,
+    resume: bool,
+    quiet: bool,
+    world: int,
+    t_start: float,
+    load_seconds: float,
+) -> dict:
+    """Train (or continue), test the selected weights, write result.json and the curve."""
+    train_store, val_store, test_store = stores
+    method_name = settings["method"]
     outcome: TrainOutcome = train(
         method,
         train_store,
@@ -444,7 +568,16 @@ def run_setting(
         resume=resume,
         val_store=val_store,
         quiet=quiet,
+        stop=stop,
     )
+    halt = distributed.broadcast_object(stop.before_start())  # rank 0 decides for all
+    if halt is not None:  # asked to stop after the last iteration: the test runs on --resume
+        raise RunStopped(
+            outcome.iteration,
+            outcome.iteration,
+            *halt,
+            hint="training is done; resume with --resume to run the test evaluation",
+        )
     why = None
     if distributed.is_main():
         weights, why = tested_weights(out, settings, outcome.best_iteration)

@@ -6,7 +6,6 @@ tensors and are read (``float``) only at logging steps, validation and checkpoin
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import sys
@@ -19,9 +18,13 @@ from tqdm import tqdm
 
 from fsbench.data.store import ArrayStore
 from fsbench.engine import distributed
+from fsbench.engine.checkpoints import load_checkpoint, previous_of, save_checkpoint
 from fsbench.engine.device import autocast, grad_scaler
+from fsbench.engine.stop import RunStopped, StopRequest
 from fsbench.methods.base import Method
-from fsbench.results import BEST, CHECKPOINT, atomic_write_bytes, open_run_log
+from fsbench.results import BEST, CHECKPOINT, open_run_log
+
+__all__ = ["load_checkpoint", "resume_checkpoint", "save_checkpoint", "train"]
 
 log = logging.getLogger("fsbench")
 
@@ -98,16 +101,14 @@ def restore_rank_state(state: dict, gen: torch.Generator, method: Method) -> Non
     method.load_extra_state(mine["method"] or {})
 
 
-def save_checkpoint(path: Path, state: dict) -> None:
-    """torch.save to a temporary file, then rename."""
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def load_checkpoint(path: Path) -> dict:
-    """A checkpoint written by ``save_checkpoint`` (ours: it holds optimiser and RNG states)."""
-    return torch.load(path, map_location="cpu", weights_only=False)
+def resume_checkpoint(out_dir: Path) -> Path | None:
+    """The checkpoint --resume continues: checkpoint.pt, else checkpoint.prev.pt (left when the
+    user deleted a damaged checkpoint.pt), else None."""
+    path = Path(out_dir) / CHECKPOINT
+    for candidate in (path, previous_of(path)):
+        if candidate.exists():
+            return candidate
+    return None
 
 
 class Progress:
@@ -191,6 +192,7 @@ def train(
     resume: bool = False,
     val_store: ArrayStore | None = None,
     quiet: bool = False,
+    stop: StopRequest | None = None,
 ) -> TrainOutcome:
     """Train ``method`` for settings['iterations'] steps, checkpointing every checkpoint_every.
 
@@ -198,7 +200,10 @@ def train(
     scaler, sampling generator, RNG states, metrics-log position, the best validation so far,
     the method's own state) is restored, so the run continues exactly as if it had never stopped.
     With ``select == "best-val"`` the weights of the best validation accuracy go to ``best.pt``.
+    Before every iteration ``stop`` is asked whether to stop (a signal, a time limit): then a
+    checkpoint is written and ``RunStopped`` raised.
     """
+    stop = stop or StopRequest()
     out_dir = Path(out_dir)
     iterations = method.iterations(train_store)  # also lets the method see the split first
     ckpt_every = int(settings.get("checkpoint_every") or 0)
@@ -213,8 +218,9 @@ def train(
     log_position = None
     best: dict = {"iteration": None, "accuracy": None, "validations": 0}
     ckpt_path = out_dir / CHECKPOINT
-    if resume and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path)
+    resume_from = resume_checkpoint(out_dir) if resume else None
+    if resume_from is not None:
+        state = load_checkpoint(resume_from)
         method.model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -237,6 +243,7 @@ def train(
         if not main:
             return
         extra = {"ranks": ranks, "world_size": len(ranks)} if distributed.active() else {}
+        t_save = time.perf_counter()
         save_checkpoint(
             ckpt_path,
             {
@@ -255,7 +262,10 @@ def train(
                 "best": best,
                 **extra,
             },
+            keep_previous=True,
         )
+        timing["save"] = max(timing["save"], time.perf_counter() - t_save)
+        timing["saved"] = iteration
 
     def validate(done: int) -> None:
         vgen = make_generator(val_store.device, int(settings["seed"]) + VAL_STREAM)
@@ -280,11 +290,31 @@ def train(
                     {"model": method.model.state_dict(), "iteration": done, "val": res.accuracy},
                 )
 
+    def stop_here(it: int) -> None:
+        """At an iteration boundary: checkpoint and raise RunStopped if a stop is due."""
+        now = time.perf_counter()
+        if it > start:
+            timing["step"] = max(timing["step"], now - timing["top"])
+        timing["top"] = now
+        due = stop.due(timing["step"], timing["save"] or timing["step"])
+        if distributed.active():  # every rank stops at the same boundary: rank 0 decides
+            due = distributed.broadcast_object(due)
+        if due is None:
+            return
+        if timing["saved"] != it:  # written at this boundary already (or resumed from it)
+            checkpoint(it)
+        raise RunStopped(it, iterations, due[0], due[1])
+
+    # the slowest iteration and checkpoint so far (seconds), and the iteration last saved
+    timing = {"step": 0.0, "save": 0.0, "top": 0.0, "saved": -1}
+    if resume_from is not None and resume_from == ckpt_path:
+        timing["saved"] = start
     t0 = time.perf_counter()
     progress = Progress(method, start, iterations, device, quiet or not main)
     method.model.train()
     try:
         for it in range(start, iterations):
+            stop_here(it)
             batch = method.sample_train(train_store, gen, it)
             with autocast(device, precision):
                 loss, metrics = method.train_loss(batch)
@@ -305,7 +335,7 @@ def train(
             if ckpt_every > 0 and done % ckpt_every == 0:
                 checkpoint(done)
             progress.update(done, logged)
-        if distributed.broadcast_object(start < iterations or not ckpt_path.exists()):
+        if distributed.broadcast_object(timing["saved"] != max(start, iterations)):
             checkpoint(max(start, iterations))
     finally:
         progress.close()
