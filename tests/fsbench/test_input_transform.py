@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import SHARED_OMNIGLOT
 from fsbench.cli import main
 from fsbench.data import load_split
 from fsbench.data.store import ArrayStore
@@ -93,17 +92,10 @@ def omniglot_drawings(zips: list[Path], store: ArrayStore, classes: int, per_cla
     return files, torch.tensor(index)
 
 
-def omniglot_sources(request) -> Path:
-    if request.param == "fixture":
-        return request.getfixturevalue("omniglot_fixture_dir")
-    if not all((SHARED_OMNIGLOT / z).is_file() for z in SMALL_ZIPS):
-        pytest.skip(f"the small Omniglot sets are not in {SHARED_OMNIGLOT}")
-    return SHARED_OMNIGLOT
-
-
-@pytest.fixture(params=["fixture", "real small sets"])
+@pytest.fixture(params=["omniglot_fixture_dir", "small_omniglot_dir"])
 def omniglot_dir(request) -> Path:
-    return omniglot_sources(request)
+    """The synthetic zips, then the real small background sets (skipped when absent)."""
+    return request.getfixturevalue(request.param)
 
 
 def zips_in(folder: Path) -> list[Path]:
