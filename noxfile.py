@@ -1,4 +1,4 @@
-"""Sessions that tie the three packages together: tests, compat, lint, demo, bench.
+"""Sessions that tie the three packages together: tests, compat, lint, demo, bench, build.
 
 Each package is tested in its own virtualenv so that a passing run proves it installs and
 works alone; fsbench's virtualenv also holds the two generators it depends on.
@@ -7,12 +7,16 @@ works alone; fsbench's virtualenv also holds the two generators it depends on.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import nox
 
 ROOT = Path(__file__).parent
 PACKAGES = ["mnist1d", "mdmnist", "fsbench"]
+# Distribution names (what pip installs and PyPI lists) of the folders in PACKAGES: PyPI's
+# "mnist1d" is the reference package, so ours is "mnist1d-fast" (it still imports as mnist1d).
+DISTRIBUTIONS = {"mnist1d": "mnist1d-fast", "mdmnist": "mdmnist", "fsbench": "fsbench"}
 # The torch build to install where one is needed; override with FSBENCH_TORCH_SPEC.
 TORCH_SPEC = os.environ.get("FSBENCH_TORCH_SPEC", "torch==2.14.1 torchvision==0.29.1").split()
 # The reference package that mnist1d must reproduce number for number.
@@ -186,3 +190,78 @@ def bench(session: nox.Session) -> None:
     session.run(
         "python", "benchmarks/run_all.py", "--reference-python", str(ref_python), *session.posargs
     )
+
+
+def _cli_checks(session: nox.Session, bin_dir: Path, package: str, work: Path) -> None:
+    """Run one installed package's CLI in an empty folder outside the checkout: --help and a
+    tiny real job."""
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+
+    def run(command: str) -> None:
+        tool, *args = command.split()
+        with session.chdir(work):
+            session.run(str(bin_dir / tool), *args, external=True)
+
+    run(f"{package} --help")
+    double = "mdmnist --num-digit 2 --num-image-per-class 20 --format hdf5 --output double"
+    if package == "mnist1d":
+        run("mnist1d make --num-samples 200 --output m.npz")
+        run("mnist1d info m.npz")
+    elif package == "mdmnist":
+        run(double)  # from the MNIST embedded in the package (checked against its digests)
+        run("mdmnist verify double")
+    else:
+        run(double)
+        run(
+            "fsbench run protonet doubled --dataset-dir double --iterations 2 --episodes 4"
+            " --train-way 5 --hidden 8 --quiet --out run"
+        )
+        # the Omniglot split lists are package data; the run records the dependency versions
+        check = (
+            "import json; from fsbench.data.omniglot import vinyals_classes; "
+            "n = {s: len(vinyals_classes(s)) for s in ('train', 'val', 'trainval', 'test')}; "
+            "print('split lists', n); assert min(n.values()) > 0; "
+            "v = json.load(open('run/result.json'))['versions']; print(v); "
+            "assert v['mnist1d-fast'] and v['mdmnist'] and v['fsbench']"
+        )
+        with session.chdir(work):
+            session.run(str(bin_dir / "python"), "-c", check, external=True)
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """Wheels and sdists of the three packages: build, twine check, and install each in a fresh
+    venv from its wheel alone (no checkout on the path) and run its CLI; then the same from the
+    sdists, which must carry everything the wheels do (embedded MNIST, Omniglot split lists).
+
+    Distributions land in dist/. fsbench's venv gets torch from TORCH_SPEC first; its siblings
+    come from dist/ (--find-links), everything else from the package index.
+    """
+    session.install("build", "twine")
+    dist = ROOT / "dist"
+    if dist.exists():
+        for old in dist.iterdir():
+            old.unlink()
+    for package in PACKAGES:
+        # python -m build makes the sdist, then the wheel from that sdist
+        session.run("python", "-m", "build", "--outdir", str(dist), f"packages/{package}")
+    session.run("twine", "check", "--strict", *sorted(str(f) for f in dist.iterdir()))
+    tmp = Path(session.create_tmp()).resolve()
+    for package in PACKAGES:
+        stem = DISTRIBUTIONS[package].replace("-", "_")
+        wheel = next(dist.glob(f"{stem}-*.whl"))
+        venv = tmp / f"venv-{package}"
+        session.run("python", "-m", "venv", "--clear", str(venv))
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+        if package == "fsbench":
+            session.run(*pip, *TORCH_SPEC, external=True)
+        session.run(*pip, "--find-links", str(dist), str(wheel), external=True)
+        _cli_checks(session, venv / "bin", package, tmp / f"work-{package}-wheel")
+        # the same venv with the package (and its siblings) reinstalled from the sdists
+        needs = PACKAGES if package == "fsbench" else [package]
+        sdists = [
+            str(next(dist.glob(f"{DISTRIBUTIONS[p].replace('-', '_')}-*.tar.gz"))) for p in needs
+        ]
+        session.run(*pip, "--no-deps", "--force-reinstall", *sdists, external=True)
+        _cli_checks(session, venv / "bin", package, tmp / f"work-{package}-sdist")

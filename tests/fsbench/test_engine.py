@@ -136,7 +136,14 @@ def test_run_writes_result_log_curve_checkpoint(tmp_path):
         assert key in on_disk, key
     assert on_disk == json.loads(json.dumps(res, default=str))
     assert 0.0 <= res["accuracy"] <= 1.0 and res["episodes"] == 6 and res["iterations"] == 4
-    assert set(res["versions"]) >= {"python", "torch", "numpy", "fsbench", "mdmnist", "mnist1d"}
+    assert set(res["versions"]) >= {
+        "python",
+        "torch",
+        "numpy",
+        "fsbench",
+        "mdmnist",
+        "mnist1d-fast",
+    }
     assert res["ci95_method"] == "1.96*std/sqrt(episodes)"
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = read_metrics(tmp_path / "metrics.jsonl")

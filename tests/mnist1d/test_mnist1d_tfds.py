@@ -60,7 +60,7 @@ def test_without_the_extra_one_error_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
     result = make(tmp_path / "t")
     assert result.exit_code != 0 and "Traceback" not in result.output
-    assert "pip install 'mnist1d[tfds]'" in result.output
+    assert "pip install 'mnist1d-fast[tfds]'" in result.output
     assert not (tmp_path / "t").exists()
 
 

@@ -45,9 +45,9 @@ RESULT_FIELDS = (
 
 
 def versions() -> dict[str, str | None]:
-    """Versions of python, torch, numpy and the three project packages."""
+    """Versions of python, torch, numpy and the three project packages (by distribution name)."""
     out: dict[str, str | None] = {"python": platform.python_version()}
-    for dist in ("torch", "numpy", "fsbench", "mdmnist", "mnist1d"):
+    for dist in ("torch", "numpy", "fsbench", "mdmnist", "mnist1d-fast"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

@@ -115,7 +115,7 @@ def _stop_signals_exit() -> Iterator[None]:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="mnist1d")
+@click.version_option(package_name="mnist1d-fast", prog_name="mnist1d")
 def main() -> None:
     """MNIST-1D: generate the dataset (identical to the reference package), plot it, inspect it."""
 
@@ -137,7 +137,7 @@ def main() -> None:
     default="file",
     show_default=True,
     help="file: one file in the format OUTPUT's extension names; tfds: a TensorFlow Datasets "
-    "folder OUTPUT/mnist1d/1.0.0 (array_record; needs pip install 'mnist1d[tfds]').",
+    "folder OUTPUT/mnist1d/1.0.0 (array_record; needs pip install 'mnist1d-fast[tfds]').",
 )
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")

@@ -7,7 +7,7 @@ default float encoding would round to float32) and ``label`` (ClassLabel 0-9), i
 order (TFDS's shuffling is disabled). The folder is written next to ``out_dir`` and renamed into
 place, so an interrupted export leaves nothing half-written.
 
-tensorflow-datasets is the optional extra ``mnist1d[tfds]``, imported only here.
+tensorflow-datasets is the optional extra ``mnist1d-fast[tfds]``, imported only here.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from mnist1d.storage import StorageError
 
 NAME = "mnist1d"
 VERSION = "1.0.0"
-INSTALL = "pip install 'mnist1d[tfds]' (tensorflow-datasets>=4.9, without TensorFlow)"
+INSTALL = "pip install 'mnist1d-fast[tfds]' (tensorflow-datasets>=4.9, without TensorFlow)"
 
 
 def require_tfds():

@@ -19,6 +19,7 @@ from mdmnist.errors import MdmnistError
 from mdmnist.idx import load_mnist
 
 from fsbench.data.store import ArrayStore
+from fsbench.data.transform import array_transform
 from fsbench.errors import FsbenchError
 
 SYSTEM_DIR = Path(
@@ -101,6 +102,7 @@ def load_fashion_mnist(
         f"{bounds['train'][1]:,}, val = the last {val_size:,} training images, test = the "
         f"{len(pool.images) - pool.num_train:,} test images",
         "same_classes": True,
+        "transform": array_transform(int(images.shape[-1]), 1).to_dict(),
     }
     return ArrayStore(
         torch.from_numpy(np.ascontiguousarray(images[order][:, None])),

@@ -24,6 +24,7 @@ import torch
 
 from fsbench.data.diskcache import atomic_path
 from fsbench.data.store import ArrayStore
+from fsbench.data.transform import array_transform
 from fsbench.errors import FsbenchError
 
 log = logging.getLogger("fsbench.data")
@@ -133,6 +134,7 @@ def load_fc100(
         + ", ".join(coarse_names[c] for c in keep_coarse),
         "superclasses": [coarse_names[c] for c in keep_coarse],
         "preprocessing": "32x32 RGB as distributed; CIFAR train and test images of each class",
+        "transform": array_transform(32, 3).to_dict(),
     }
     return ArrayStore(
         torch.from_numpy(np.ascontiguousarray(images)),

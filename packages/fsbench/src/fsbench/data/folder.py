@@ -15,8 +15,8 @@ class folders is one FsbenchError naming it.
 
 Preprocessing (the same for ``fsbench predict``): channels — 1 (grayscale) when every image of
 the dataset is grayscale, else 3 (RGB; alpha dropped, palette and CMYK converted); size — the
-shorter side resized to ``image_size`` and the centre cropped (``oxford.fit_square``, PIL
-bilinear, antialiased). ``image_size`` defaults to the images' own size when every image is
+shorter side resized to ``image_size`` and the centre cropped (PIL bilinear, antialiased:
+``transform.photo_transform``, recorded as ``meta["transform"]``). ``image_size`` defaults to the images' own size when every image is
 square and of one size, else to 84. The whole dataset (all splits) is decoded once, so every
 split has the same shape, and each split is cached under ``data_root/folder/cache``, keyed by the
 folder, the options and the files' names, sizes and modification times.
@@ -36,6 +36,7 @@ from PIL import Image, UnidentifiedImageError
 from fsbench.data.diskcache import fingerprint, load_arrays, save_arrays
 from fsbench.data.oxford import decode_all
 from fsbench.data.store import ArrayStore
+from fsbench.data.transform import photo_transform
 from fsbench.errors import FsbenchError
 
 log = logging.getLogger("fsbench.data")
@@ -361,6 +362,7 @@ def load_folder(
         f"to {side}, centre crop (PIL bilinear, antialiased); "
         + ("every image is grayscale" if channels == 1 else "RGB since not every image is gray")
         + (f"; image_size {size} asked" if size else "; image_size by the rule (own size or 84)"),
+        "transform": photo_transform(side, channels).to_dict(),
         "same_classes": train_names == {c.name for c in layout.splits["test"]},
         "comparable": False,
         "not_comparable": "your own images: no published number",

@@ -26,6 +26,7 @@ from fsbench.data.diskcache import fingerprint, load_arrays, save_arrays
 from fsbench.data.h5_parallel import InflateError, read_dataset
 from fsbench.data.png_decode import decode_pngs
 from fsbench.data.store import ArrayStore
+from fsbench.data.transform import array_transform
 from fsbench.errors import FsbenchError
 from fsbench.results import free_space
 
@@ -264,4 +265,6 @@ def load_mdmnist(
         "num_image_per_class": num_image_per_class if path is None else None,
     }
     data = torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1)
+    if data.shape[-1] == data.shape[-2]:  # predict takes square images only
+        meta["transform"] = array_transform(int(data.shape[-1]), 1).to_dict()
     return ArrayStore(data, torch.from_numpy(labels), list(names), device, meta=meta)

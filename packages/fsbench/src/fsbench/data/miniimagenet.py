@@ -28,9 +28,12 @@ import torch
 from fsbench.data.diskcache import fingerprint, load_arrays, save_arrays
 from fsbench.data.png_decode import decode_pngs
 from fsbench.data.store import ArrayStore
+from fsbench.data.transform import InputTransform
 from fsbench.errors import FsbenchError
 
 SIZE = 84
+# the images/ and csv forms: whole image to 84x84 RGB with PIL LANCZOS (the pickle holds it done)
+TRANSFORM = InputTransform(3, SIZE, fit="stretch", filter="lanczos")
 FILES = {
     "train": ("mini-imagenet-cache-train.pkl",),
     "val": ("mini-imagenet-cache-val.pkl", "mini-imagenet-cache-validation.pkl"),
@@ -102,8 +105,7 @@ def _decoded(files: list[Path], labels: np.ndarray, names: list[str], cache: Pat
         return hit["images"], hit["labels"], [str(n) for n in hit["names"]]
     images = decode_pngs(
         files,
-        (SIZE, SIZE),
-        mode="RGB",
+        transform=TRANSFORM,
         progress=f"decoding miniImageNet {cache.stem}" if progress else None,
     )
     save_arrays(cache, fp, images=images, labels=labels, names=np.array(names))
@@ -175,5 +177,6 @@ def load_miniimagenet(
         "split_rule": "Ravi & Larochelle's split: 64 / 16 / 20 classes",
         "preprocessing": f"{SIZE}x{SIZE} RGB"
         + ("" if form == "pickle" else ", resized with PIL LANCZOS where needed"),
+        "transform": TRANSFORM.to_dict(),
     }
     return ArrayStore(data, torch.from_numpy(labels), names, device, meta=meta)

@@ -31,7 +31,9 @@ def _mnist1d_version() -> str:
     try:
         import mnist1d
     except ImportError as e:
-        raise FsbenchError(f"the mnist1d package is needed for this dataset: {e}") from None
+        raise FsbenchError(
+            f"the mnist1d package is needed for this dataset ({e}): pip install mnist1d-fast"
+        ) from None
     return str(getattr(mnist1d, "__version__", "unknown"))
 
 

@@ -48,6 +48,7 @@ import torch
 from fsbench.data.diskcache import atomic_path, fingerprint, load_arrays, save_arrays
 from fsbench.data.png_decode import decode_pngs
 from fsbench.data.store import ArrayStore
+from fsbench.data.transform import InputTransform
 from fsbench.errors import FsbenchError
 
 log = logging.getLogger("fsbench.data")
@@ -176,6 +177,11 @@ def find_source(
     )
 
 
+def omniglot_transform(size: int = IMAGE_SIZE) -> InputTransform:
+    """Omniglot's drawings to model inputs: grayscale, whole image LANCZOS to size x size, inverted."""
+    return InputTransform(1, size, fit="stretch", filter=RESAMPLE, invert=True)
+
+
 def read_zips(
     zips: list[Path], size: int = IMAGE_SIZE, progress: bool = False
 ) -> dict[str, np.ndarray]:
@@ -209,9 +215,7 @@ def read_zips(
     index = {c: i for i, c in enumerate(characters)}
     images = decode_pngs(
         [members[k] for k in keys],
-        (size, size),
-        resample=RESAMPLE,
-        invert=True,
+        transform=omniglot_transform(size),
         progress="decoding Omniglot" if progress else None,
     )
     char = np.array([index[k[0]] for k in keys], dtype=np.int32)
@@ -397,6 +401,7 @@ def load_omniglot(
         else "each of 0/90/180/270 degrees is a class of its own",
         "preprocessing": f"resized to {IMAGE_SIZE}x{IMAGE_SIZE} with PIL LANCZOS, inverted "
         "(strokes 255 on 0), rotations by torch.rot90 counter-clockwise",
+        "transform": omniglot_transform().to_dict(),
     }
     if not full:
         label = (

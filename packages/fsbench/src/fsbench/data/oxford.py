@@ -33,7 +33,6 @@ the cache.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import tarfile
 import zipfile
@@ -46,10 +45,10 @@ from typing import NoReturn
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from fsbench.data.diskcache import fingerprint, load_arrays, save_arrays
 from fsbench.data.store import ArrayStore
+from fsbench.data.transform import photo_transform
 from fsbench.errors import FsbenchError
 
 FLOWERS_URL = "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/"
@@ -338,46 +337,10 @@ def _check_every_class(
 # ---------------------------------------------------------------------------- decoding
 
 
-def to_rgb(im: Image.Image) -> Image.Image:
-    """Any PIL image as RGB: grayscale and CMYK converted, transparency dropped."""
-    if im.mode == "P" and "transparency" in im.info:
-        im = im.convert("RGBA")  # so the palette's transparency does not warn
-    return im if im.mode == "RGB" else im.convert("RGB")
-
-
-def fit_square(im: Image.Image, size: int) -> Image.Image:
-    """The centred square of side min(w, h), resized to size x size (bilinear, antialiased).
-
-    The same as resizing the shorter side to ``size`` and then cropping the centre.
-    """
-    width, height = im.size
-    side = min(width, height)
-    left, top = (width - side) / 2, (height - side) / 2
-    box = (left, top, left + side, top + side)
-    return im.resize((size, size), Image.Resampling.BILINEAR, box=box)
-
-
-def to_mode(im: Image.Image, mode: str) -> Image.Image:
-    """Any PIL image as ``mode``: "RGB" (``to_rgb``) or "L" (8-bit grayscale, PIL's luma)."""
-    if mode == "RGB":
-        return to_rgb(im)
-    if im.mode == "P" and "transparency" in im.info:
-        im = im.convert("RGBA")
-    return im if im.mode == "L" else im.convert("L")
-
-
 def decode_image(data: ImageData, name: str, size: int, mode: str = "RGB") -> np.ndarray:
-    """One image file (path or bytes) as uint8 [C, size, size] (C = 3 for "RGB", 1 for "L");
-    FsbenchError naming it if unreadable."""
-    try:
-        with Image.open(data if isinstance(data, Path) else io.BytesIO(data)) as im:
-            # JPEG only: a cheaper decode, still >= 2S (grayscale keeps the file's own mode)
-            im.draft("RGB" if mode == "RGB" else None, (2 * size, 2 * size))
-            square = fit_square(to_mode(im, mode), size)
-            pixels = np.asarray(square, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
-        raise FsbenchError(f"cannot decode image {name}: {e}") from None
-    return pixels.transpose(2, 0, 1) if pixels.ndim == 3 else pixels[None]
+    """One image file (path or bytes) as uint8 [C, size, size] (C = 3 for "RGB", 1 for "L") by
+    the photo datasets' transform (``transform.photo_transform``); FsbenchError naming it."""
+    return photo_transform(size, 3 if mode == "RGB" else 1).decode(data, name)
 
 
 def _archive_members(archive: Path, wanted: set[str]) -> Iterator[tuple[str, bytes]]:
@@ -551,6 +514,7 @@ def _store(
         "same_classes": True,
         "preprocessing": f"{size}x{size} RGB: shorter side to {size}, centre crop (PIL bilinear, "
         "antialiased); grayscale, CMYK and RGBA converted to RGB",
+        "transform": photo_transform(size, 3).to_dict(),
     }
     return ArrayStore(
         torch.from_numpy(images),

@@ -15,12 +15,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from fsbench.data.transform import InputTransform, to_mode
 from fsbench.errors import FsbenchError
 
 # Source of one image: a file path, or in-memory bytes with a name for error messages.
 PngSource = Path | tuple[str, bytes]
-
-RESAMPLE = {"lanczos": Image.Resampling.LANCZOS, "bilinear": Image.Resampling.BILINEAR}
 
 
 def _open(src: PngSource) -> Image.Image:
@@ -52,36 +51,41 @@ def decode_pngs(
     workers: int | None = None,
     progress: str | None = None,
     mode: str = "L",
+    transform: InputTransform | None = None,
 ) -> np.ndarray:
     """Decode ``sources`` (PNG, JPEG: anything Pillow reads) into a uint8 array [N, H, W].
 
     ``mode="RGB"`` gives [N, H, W, 3] colour images instead of greyscale.
 
     With ``size=None`` every image must have the shape of the first one; otherwise each is
-    resized to ``size`` (height, width) with ``resample`` ("lanczos" or "bilinear").
+    resized to the square ``size`` (height, width) with ``resample`` ("lanczos" or "bilinear").
     ``invert`` maps v -> 255 - v (Omniglot: black strokes on white become bright on dark).
+    ``transform`` (an ``InputTransform``; the arguments above make a ``fit="stretch"`` one)
+    replaces size, resample, invert and mode: the loaders that record their transform pass it.
     ``progress``: a description to show a progress bar with (large jobs only), or None.
     """
     from tqdm.auto import tqdm
 
     n = len(sources)
-    if size is None:
-        target, resize = (probe_shape(sources[0]) if n else (0, 0)), False
+    if transform is None and size is not None:
+        if size[0] != size[1]:
+            raise FsbenchError(f"decode_pngs resizes to squares only, got {size}")
+        transform = InputTransform(
+            3 if mode == "RGB" else 1, size[0], fit="stretch", filter=resample, invert=invert
+        )
+    if transform is not None:
+        target, mode = (transform.size, transform.size), transform.mode
     else:
-        target, resize = size, True
+        target = probe_shape(sources[0]) if n else (0, 0)
     channels = (3,) if mode == "RGB" else ()
     out = np.empty((n, *target, *channels), dtype=np.uint8)
-    method = RESAMPLE[resample]
 
     def decode_range(lo: int, hi: int) -> None:
         for i in range(lo, hi):
             src = sources[i]
             try:
                 with _open(src) as im:
-                    im = im.convert(mode)
-                    if resize and (im.size[1], im.size[0]) != target:
-                        im = im.resize((target[1], target[0]), resample=method)
-                    arr = np.asarray(im)
+                    arr = transform.pixels(im) if transform else np.asarray(to_mode(im, mode))
             except (OSError, UnidentifiedImageError, ValueError) as e:
                 raise FsbenchError(f"cannot decode image {_name(src)}: {e}") from None
             if arr.shape[:2] != tuple(target):
@@ -104,6 +108,6 @@ def decode_pngs(
             for fut in [pool.submit(decode_range, lo, hi) for lo, hi in bounds]:
                 fut.result()
     bar.close()
-    if invert:
+    if invert and transform is None:
         np.subtract(255, out, out=out)
     return out

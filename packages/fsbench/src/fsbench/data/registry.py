@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from fsbench.data.store import ArrayStore
+from fsbench.data.transform import InputTransform, resize_uint8
 from fsbench.errors import FsbenchError
 
 DATASETS: dict[str, str] = {
@@ -257,17 +258,15 @@ def resized(store: ArrayStore, size: int) -> ArrayStore:
     data = store.data
     if data.dtype != torch.uint8 or data.ndim != 4:
         raise FsbenchError("resize applies to image datasets (uint8 [N, C, H, W])")
-    out = torch.empty((len(data), data.shape[1], size, size), dtype=torch.uint8)
-    for lo in range(0, len(data), 4096):
-        chunk = data[lo : lo + 4096].float()
-        small = torch.nn.functional.interpolate(
-            chunk, size=(size, size), mode="bilinear", antialias=True, align_corners=False
-        )
-        out[lo : lo + 4096] = small.round_().clamp_(0, 255).to(torch.uint8).cpu()
+    out = resize_uint8(data, size)
     meta = {
         **store.meta,
         "resized": f"{size}x{size} from {data.shape[2]}x{data.shape[3]} (bilinear, antialias)",
     }
+    if store.meta.get("transform"):
+        meta["transform"] = (
+            InputTransform.from_dict(store.meta["transform"]).with_resize(size).to_dict()
+        )
     return ArrayStore(
         out,
         store.labels,

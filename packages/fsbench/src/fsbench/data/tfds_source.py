@@ -22,6 +22,7 @@ import torch
 
 from fsbench.data.diskcache import fingerprint, load_arrays, save_arrays
 from fsbench.data.store import ArrayStore
+from fsbench.data.transform import array_transform
 from fsbench.errors import FsbenchError
 
 INSTALL = "pip install 'fsbench[tfds]' (tensorflow-datasets>=4.9, without TensorFlow)"
@@ -132,6 +133,9 @@ def load_tfds(
         "not_comparable": "a user's TFDS dataset: no published number",
         "label": f"TFDS {folder.parent.name}",
     }
+    images = arrays["images"]
+    if images.shape[1] in (1, 3) and images.shape[2] == images.shape[3]:
+        meta["transform"] = array_transform(int(images.shape[3]), int(images.shape[1])).to_dict()
     return ArrayStore(
         torch.from_numpy(arrays["images"]),
         torch.from_numpy(local),

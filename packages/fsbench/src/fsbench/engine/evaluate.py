@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from fsbench.data.store import ArrayStore
+from fsbench.data.transform import InputTransform
 from fsbench.engine import run_lock
 from fsbench.engine.device import configure_backend, resolve_device, resolve_precision
 from fsbench.engine.run import (
@@ -59,6 +61,24 @@ def trained_settings(run_dir: Path) -> tuple[dict, int]:
             "(fsbench run ... --resume)"
         )
     return dict(settings), iteration
+
+
+def check_transform(run_dir: Path, checkpoint: dict, store: ArrayStore) -> None:
+    """The test images must be made as the run's training images were (its recorded input
+    transform, ``data/transform.py``); runs written before the record are not checked."""
+    recorded = checkpoint.get("input_transform")
+    if recorded is None and (Path(run_dir) / RESULT).is_file():
+        facts = (read_json(Path(run_dir) / RESULT).get("data") or {}).get("train") or {}
+        recorded = facts.get("transform")
+    now = store.meta.get("transform")
+    if recorded is None or now == recorded:
+        return
+    was = InputTransform.from_dict(recorded).describe()
+    made = InputTransform.from_dict(now).describe() if now else "no recorded transform"
+    raise FsbenchError(
+        f"{run_dir} was trained on images made as: {was}; its dataset now loads them as: {made} "
+        "(did the dataset folder change?); evaluate on data made the run's way"
+    )
 
 
 def evaluate_run(
@@ -164,7 +184,9 @@ def _evaluate(
     weights, why = tested_weights(run_dir, settings, None)
     method.model.load_state_dict(weights)
     # the method's own state (e.g. Magnet's soft-vote variance) is part of the trained model
-    method.load_extra_state(load_checkpoint(Path(run_dir) / CHECKPOINT).get("method") or {})
+    checkpoint = load_checkpoint(Path(run_dir) / CHECKPOINT)
+    method.load_extra_state(checkpoint.get("method") or {})
+    check_transform(run_dir, checkpoint, test_store)
     episodic = method_name not in CLASSIFIER_METHODS
     if episodic:
         test_store.check_episode(new["way"], new["shot"], new["query"])

@@ -3,10 +3,13 @@
 The support folder (``DIR/<class>/<image>``) gives the classes and their labelled images (any
 number per class); every image of the query folder (flat, or class folders whose names then give
 the true class) is scored against them by the run's method, exactly as in a test episode
-(``Method.predict``). Images are made the run's input ``[C, S, S]`` by the folder dataset's rule
-(``data/folder.py``): C = 1 converts to grayscale, C = 3 to RGB; the shorter side is resized to S
-and the centre cropped, so an image already S x S in the run's mode keeps its pixels. A run
-trained with ``--resize`` first gets its images at the size the data had, then the same resize.
+(``Method.predict``). Images become the run's input ``[C, S, S]`` through the run's own input
+transform (``data/transform.py``), recorded in its result.json (``data.train.transform``): the
+resize and filter, polarity, channels, any ``--resize`` and the scaling its training data went
+through, so new Omniglot drawings (black on white, 105x105) are shrunk with LANCZOS and inverted
+as the loader's were. Give new images in the form the dataset ships them. A result.json written
+before the record existed gets the folder dataset's rule (grayscale or RGB, centred square,
+bilinear, then the run's ``--resize``) and one warning line.
 """
 
 from __future__ import annotations
@@ -24,15 +27,13 @@ import torch
 from fsbench.data.folder import (
     GRAY_MODES,
     ClassFolder,
-    decode_files,
     image_files,
     is_image_name,
     probe,
     scan_classes,
     warn_skipped,
 )
-from fsbench.data.registry import resized
-from fsbench.data.store import ArrayStore
+from fsbench.data.transform import InputTransform, photo_transform
 from fsbench.engine.device import resolve_device
 from fsbench.engine.evaluate import trained_settings
 from fsbench.engine.run import tested_weights
@@ -81,15 +82,6 @@ SCORES = {
 
 
 @dataclass
-class InputSpec:
-    """How the run's images were made: channels, side, and the side before a --resize."""
-
-    channels: int
-    size: int
-    decoded_size: int  # == size unless the run resized its data at load
-
-
-@dataclass
 class Prediction:
     """Scores of every query image against the support classes."""
 
@@ -113,8 +105,9 @@ class Prediction:
         return hits / len(self.truth)
 
 
-def input_spec(run_dir: Path) -> InputSpec:
-    """The run's input shape from its result.json; FsbenchError for non-image runs."""
+def run_transform(run_dir: Path) -> InputTransform:
+    """The input transform of the run in ``run_dir``, from its result.json; FsbenchError for
+    runs that are not of square 1- or 3-channel images."""
     path = run_dir / RESULT
     if not path.is_file():
         raise FsbenchError(f"{run_dir} holds no {RESULT}: predict needs a finished fsbench run")
@@ -125,11 +118,30 @@ def input_spec(run_dir: Path) -> InputSpec:
             f"{run_dir} was trained on examples of shape {shape}; predict needs a model of "
             "square 1- or 3-channel images"
         )
-    decoded = shape[1]
-    match = re.search(r"from (\d+)x(\d+)", str(facts.get("resized") or ""))
-    if match and match.group(1) == match.group(2):
-        decoded = int(match.group(1))
-    return InputSpec(shape[0], shape[1], decoded)
+    record = facts.get("transform")
+    if record is not None:
+        transform = InputTransform.from_dict(record)
+    else:
+        decoded = shape[1]
+        match = re.search(r"from (\d+)x(\d+)", str(facts.get("resized") or ""))
+        if match and match.group(1) == match.group(2):
+            decoded = int(match.group(1))
+        transform = photo_transform(decoded, shape[0])
+        if decoded != shape[1]:
+            transform = transform.with_resize(shape[1])
+        log.warning(
+            "%s records no input transform (written by an older fsbench); new images get the "
+            "folder dataset's rule: %s",
+            path,
+            transform.describe(),
+        )
+    if [transform.channels, transform.output_size, transform.output_size] != shape:
+        raise FsbenchError(
+            f"{path}: the recorded input transform makes {transform.channels}x"
+            f"{transform.output_size}x{transform.output_size} inputs but the run was trained on "
+            f"{shape}"
+        )
+    return transform
 
 
 def read_query(folder: Path, skipped: list[Path]) -> tuple[list[Path], list[str] | None]:
@@ -153,41 +165,20 @@ def read_query(folder: Path, skipped: list[Path]) -> tuple[list[Path], list[str]
     return files, None
 
 
-def load_images(files: list[Path], spec: InputSpec) -> torch.Tensor:
-    """Images as float [N, C, S, S] in [0, 1], made as the run's training data were.
-
-    With a run that resized its data at load, an image already S x S is taken as it is; the
-    others are brought to the data's own size first, then resized as the run's data were.
-    """
-    mode = "L" if spec.channels == 1 else "RGB"
-    probed = [probe(f) for f in files]
-    if spec.channels == 1:
-        colour = next(
-            (f for f, (m, _) in zip(files, probed, strict=True) if m not in GRAY_MODES), None
-        )
+def load_images(files: list[Path], transform: InputTransform) -> torch.Tensor:
+    """Images as float [N, C, S, S] in [0, 1], made by the run's input transform."""
+    if transform.channels == 1:
+        colour = next((f for f in files if probe(f)[0] not in GRAY_MODES), None)
         if colour is not None:
             log.warning("the model is grayscale: colour images such as %s are converted", colour)
-    final = (spec.size, spec.size)
-    direct = [
-        i for i, (_, size) in enumerate(probed) if spec.decoded_size == spec.size or size == final
-    ]
-    other = sorted(set(range(len(files))) - set(direct))
-    images = torch.empty((len(files), spec.channels, spec.size, spec.size), dtype=torch.uint8)
-    if direct:
-        chosen = [files[i] for i in direct]
-        images[direct] = torch.from_numpy(decode_files(chosen, spec.size, mode, None))
-    if other:
-        chosen = [files[i] for i in other]
-        big = torch.from_numpy(decode_files(chosen, spec.decoded_size, mode, None))
-        store = ArrayStore(big, torch.zeros(len(big), dtype=torch.int64))
-        images[other] = resized(store, spec.size).data
-    return images.float().div_(255.0)
+    return transform.load(files)
 
 
-def build_trained(run_dir: Path, settings: dict, spec: InputSpec, device: torch.device):
+def build_trained(run_dir: Path, settings: dict, transform: InputTransform, device: torch.device):
     """The run's method with its tested weights and its extra state (e.g. Magnet's variance)."""
     facts = read_json(run_dir / RESULT)["data"]["train"]
-    shape = (spec.channels, spec.size, spec.size)
+    side = transform.output_size
+    shape = (transform.channels, side, side)
     torch.manual_seed(int(settings["seed"]))
     method = build_method(settings, shape, int(facts["classes"]))
     weights, _ = tested_weights(run_dir, settings, None)
@@ -229,7 +220,7 @@ def predict_folders(
             f"{run_dir} is a {method_name} classifier of MNIST-1D signals; predict needs an "
             "episodic image model (protonet, maml, mtl, pretrain, magnet, repmet)"
         )
-    spec = input_spec(run_dir)
+    transform = run_transform(run_dir)
     skipped: list[Path] = []
     support = scan_classes(Path(support_dir), skipped)
     files, truth = read_query(Path(query_dir), skipped)
@@ -240,9 +231,9 @@ def predict_folders(
     support_y = torch.arange(len(support)).repeat_interleave(
         torch.tensor([len(c.files) for c in support])
     )
-    xs = load_images(support_files, spec).to(dev)
-    xq = load_images(files, spec).to(dev)
-    method = build_trained(run_dir, settings, spec, dev)
+    xs = load_images(support_files, transform).to(dev)
+    xq = load_images(files, transform).to(dev)
+    method = build_trained(run_dir, settings, transform, dev)
     try:
         probs = method.predict(xs, support_y.to(dev), xq, len(support))
     except ValueError as exc:

@@ -258,6 +258,9 @@ def train(
                 "total_iterations": iterations,
                 "metrics_position": log_file.position(),
                 "settings": settings,
+                "input_transform": train_store.meta.get(
+                    "transform"
+                ),  # data.transform.InputTransform
                 "method": method.extra_state(),
                 "best": best,
                 **extra,
