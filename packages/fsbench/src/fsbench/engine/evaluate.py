@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from fsbench.catalog import CLASSIFIER_METHODS, MAML_METHODS
 from fsbench.engine.device import configure_backend, resolve_device, resolve_precision
 from fsbench.engine.run import (
     Describer,
@@ -28,7 +29,6 @@ from fsbench.engine.run import (
 from fsbench.engine.trainer import load_checkpoint
 from fsbench.errors import FsbenchError
 from fsbench.methods import build_method
-from fsbench.presets import CLASSIFIER_METHODS, MAML_METHODS
 from fsbench.results import CHECKPOINT, RESULT, read_json
 
 
