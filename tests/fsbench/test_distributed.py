@@ -167,7 +167,7 @@ def test_meta_batch_must_split_evenly():
     settings = tiny_settings("maml", meta_batch=3)
     store = synthetic_loader(size=16, classes=10, per_class=6)("x", "train")
     method = tiny_method("maml", settings, store)
-    with pytest.raises(FsbenchError, match="--meta-batch 3 cannot be split over 2 processes"):
+    with pytest.raises(FsbenchError, match="meta_batch 3 cannot be split over 2 processes"):
         method.split_over_ranks(2)
     method.split_over_ranks(1)
     assert method.rank_tasks == 3

@@ -121,13 +121,13 @@ def test_lite_reaches_the_accuracy_of_full_backpropagation():
     ("extra", "needle"),
     [
         ({"lite_h": 50, "norm": "group"}, "larger than the training support set"),
-        ({"lite_h": 4, "norm": "batch"}, "--norm group"),
+        ({"lite_h": 4, "norm": "batch"}, "norm group"),
     ],
 )
 def test_bad_settings(extra, needle):
     with pytest.raises(FsbenchError, match=needle):
         resolve_settings("protonet", "omniglot", {"way": 5, "train_way": 5, "shot": 5, **extra})
-    with pytest.raises(FsbenchError, match="--lite-h applies to protonet"):
+    with pytest.raises(FsbenchError, match="lite_h applies to protonet"):
         resolve_settings("maml", "doublemnist", {"lite_h": 2})
 
 

@@ -216,11 +216,11 @@ def test_super_class_store_keeps_the_parts_as_modes():
 
 # -- bad input ------------------------------------------------------------------------------------
 def test_modes_settings_are_checked():
-    with pytest.raises(FsbenchError, match="--modes must be an integer >= 1"):
+    with pytest.raises(FsbenchError, match="modes must be an integer >= 1"):
         resolve_settings("magnet", "mnist-super", {"modes": 0})
-    with pytest.raises(FsbenchError, match="--modes applies to magnet and repmet"):
+    with pytest.raises(FsbenchError, match="modes applies to magnet and repmet"):
         resolve_settings("protonet", "mnist-super", {"modes": 3})
-    with pytest.raises(FsbenchError, match="--sigma must be a number > 0"):
+    with pytest.raises(FsbenchError, match="sigma must be a number > 0"):
         resolve_settings("repmet", "fashionmnist", {"sigma": 0.0})
     with pytest.raises(FsbenchError, match="use it with one of"):
         resolve_settings("magnet", "doublemnist", {})

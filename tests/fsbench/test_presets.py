@@ -51,13 +51,13 @@ def test_maml_omniglot_follows_cbfinn_per_way():
 def test_norm_and_other_named_settings_are_checked():
     assert resolve_settings("protonet", "omniglot")["norm"] == "running"
     assert resolve_settings("maml", "doublemnist")["norm"] == "batch"
-    with pytest.raises(FsbenchError, match="--norm must be batch for MAML"):
+    with pytest.raises(FsbenchError, match="norm must be batch for MAML"):
         resolve_settings("maml", "doublemnist", {"norm": "running"})
-    with pytest.raises(FsbenchError, match="--inner-loss"):
+    with pytest.raises(FsbenchError, match="inner_loss must be one of"):
         resolve_settings("maml", "doublemnist", {"inner_loss": "sum"})
     with pytest.raises(FsbenchError, match="fp16"):
         resolve_settings("fomaml", "doublemnist", {"precision": "fp16"})
-    with pytest.raises(FsbenchError, match="--eval-every"):
+    with pytest.raises(FsbenchError, match="eval_every"):
         resolve_settings("protonet", "omniglot", {"eval_every": 0})
     with pytest.raises(FsbenchError, match="trainval"):
         resolve_settings("protonet", "omniglot", {"train_split": "trainval"})
@@ -112,7 +112,7 @@ def test_classifier_presets_are_the_reference_loop(name):
 def test_mismatched_method_and_dataset():
     with pytest.raises(FsbenchError, match="mnist1d"):
         resolve_settings("cnn", "omniglot")
-    with pytest.raises(FsbenchError, match="--train-way"):
+    with pytest.raises(FsbenchError, match="train_way must equal way"):
         resolve_settings("maml", "doublemnist", {"train_way": 10})
 
 

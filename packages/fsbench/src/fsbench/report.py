@@ -184,7 +184,7 @@ def results_table(results: list[dict]) -> str:
 
 def source_tables(results: list[dict]) -> list[str]:
     """The source tables' layout (ours ± CI (published)) for each table with runs among these."""
-    from fsbench.presets import TABLES
+    from fsbench.table_specs import TABLES
     from fsbench.tables import match_cells, pivot_frame, shown
 
     out = []

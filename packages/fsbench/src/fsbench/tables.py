@@ -16,8 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from fsbench.presets import CLASSIFIER_METHODS, TableSpec, published, semantic
+from fsbench.catalog import CLASSIFIER_METHODS
+from fsbench.published import published
 from fsbench.results import find_results
+from fsbench.settings import semantic
+from fsbench.table_specs import TableSpec
 
 KEYS = ["method", "dataset", "way", "shot"]
 SEED_CI = "1.96*std/sqrt(seeds) over seed means"

@@ -36,7 +36,8 @@ def rerun(
     again, your own folders must be at the recorded path with the recorded files. Ends with
     whether the new accuracy is bit-equal to the recorded one, or the difference and its CI.
     """
-    from fsbench.cli import _configure_logging, _result_line
+    from fsbench.commands.common import configure_logging as _configure_logging
+    from fsbench.commands.common import result_line as _result_line
     from fsbench.engine.rerun import default_out, plan_rerun
     from fsbench.engine.rerun import rerun as run_again
 

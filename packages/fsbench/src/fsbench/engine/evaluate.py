@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from fsbench.catalog import CLASSIFIER_METHODS, MAML_METHODS
 from fsbench.data.store import ArrayStore
 from fsbench.data.transform import InputTransform
 from fsbench.engine import run_lock
@@ -32,7 +33,6 @@ from fsbench.engine.run import (
 from fsbench.engine.trainer import load_checkpoint
 from fsbench.errors import FsbenchError
 from fsbench.methods import build_method
-from fsbench.presets import CLASSIFIER_METHODS, MAML_METHODS
 from fsbench.results import CHECKPOINT, RESULT, disk_full_as_error, read_json
 
 

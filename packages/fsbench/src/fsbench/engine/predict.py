@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from fsbench.catalog import CLASSIFIER_METHODS, MAML_METHODS
 from fsbench.data.folder import (
     GRAY_MODES,
     ClassFolder,
@@ -40,7 +41,6 @@ from fsbench.engine.run import tested_weights
 from fsbench.engine.trainer import load_checkpoint
 from fsbench.errors import FsbenchError
 from fsbench.methods import build_method
-from fsbench.presets import CLASSIFIER_METHODS, MAML_METHODS
 from fsbench.results import CHECKPOINT, RESULT, atomic_write_bytes, disk_full_as_error, read_json
 
 log = logging.getLogger("fsbench")

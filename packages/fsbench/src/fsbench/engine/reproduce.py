@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from fsbench.catalog import IMAGE_DATASETS
 from fsbench.engine import run_lock
 from fsbench.engine.evaluate import evaluate_run
 from fsbench.engine.parallel import CellJob, prepare_data, run_jobs
@@ -29,16 +30,10 @@ from fsbench.engine.stop import RunStopped, StopRequest
 from fsbench.engine.trainer import load_checkpoint
 from fsbench.errors import FsbenchError
 from fsbench.methods import METHODS
-from fsbench.presets import (
-    IMAGE_DATASETS,
-    PRETRAINED_IN_TABLE,
-    Cell,
-    TableSpec,
-    differences,
-    resolve_settings,
-    semantic,
-)
+from fsbench.resolve import resolve_settings
 from fsbench.results import CHECKPOINT, RESULT, read_json
+from fsbench.settings import differences, semantic
+from fsbench.table_specs import PRETRAINED_IN_TABLE, Cell, TableSpec
 
 
 @dataclass

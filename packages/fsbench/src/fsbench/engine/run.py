@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from fsbench.catalog import CLASSIFIER_METHODS, MDMNIST_BASED
 from fsbench.data.listing import folder_listings
 from fsbench.data.store import ArrayStore
 from fsbench.engine import distributed, run_lock
@@ -37,15 +38,9 @@ from fsbench.engine.trainer import (
 from fsbench.errors import FsbenchError
 from fsbench.methods import build_method
 from fsbench.methods.base import Method
-from fsbench.presets import (
-    CLASSIFIER_METHODS,
-    MDMNIST_BASED,
-    deviations,
-    differences,
-    preset_for,
-    published,
-    published_source,
-)
+from fsbench.presets import preset_for
+from fsbench.published import published, published_source
+from fsbench.resolve import deviations
 from fsbench.results import (
     BEST,
     CHECKPOINT,
@@ -66,6 +61,7 @@ from fsbench.results import (
     write_episodes,
     write_json,
 )
+from fsbench.settings import differences
 
 log = logging.getLogger("fsbench")
 Loader = Callable[..., ArrayStore]

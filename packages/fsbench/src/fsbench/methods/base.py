@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from fsbench.data.store import ArrayStore, Episode
-from fsbench.errors import FsbenchError
 
 EPISODE_CI = "1.96*std/sqrt(episodes)"
 
@@ -122,12 +121,9 @@ class Method:
     def split_meta_batch(self, world: int) -> None:
         """Each of ``world`` ranks adapts meta_batch / world tasks: with equal shares the mean of
         the ranks' mean losses is the mean over the whole meta-batch."""
-        meta_batch = int(self.settings["meta_batch"])
-        if meta_batch % world:
-            raise FsbenchError(
-                f"--meta-batch {meta_batch} cannot be split over {world} processes; use a "
-                f"multiple of {world} (each process adapts meta_batch / {world} tasks)"
-            )
+        from fsbench.settings import check_meta_batch_split  # settings imports the methods
+
+        check_meta_batch_split(int(self.settings["meta_batch"]), world)
         self.ranks = world
 
     @property

@@ -1,0 +1,164 @@
+"""``fsbench reproduce``: every cell of a source table, printed beside the published numbers."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from fsbench.commands.common import configure_logging, fmt_pct
+from fsbench.commands.options import (
+    data_root_option,
+    device_option,
+    setting_option,
+    time_limit_option,
+)
+from fsbench.errors import FsbenchError
+from fsbench.table_specs import TABLES
+
+POS = click.IntRange(min=1)
+
+
+def _parse_seeds(seeds: str | None) -> tuple[int, ...] | None:
+    if not seeds:
+        return None
+    try:
+        values = tuple(int(s) for s in seeds.split(","))
+    except ValueError:
+        raise FsbenchError(f"--seeds must be comma-separated integers, got {seeds!r}") from None
+    if any(s < 0 for s in values):
+        raise FsbenchError(f"--seeds must be >= 0, got {seeds!r}")
+    return values
+
+
+def what_ran(results: list[dict]) -> list[str]:
+    """Footer lines: the settings that differ from the presets, as actually recorded."""
+    lines: dict[str, list[str]] = {}
+    for r in results:
+        devs = r.get("deviations") or []
+        text = ", ".join(f"{d['setting']} {d['value']} (preset {d['preset']})" for d in devs)
+        cell = f"{r['method']} {r.get('dataset_label', r['dataset'])}"
+        if r.get("shot") is not None:
+            cell += f" {r['way']}w{r['shot']}s"
+        lines.setdefault(text, []).append(cell)
+    out = []
+    for text, cells in lines.items():
+        who = "all cells" if len(lines) == 1 else ", ".join(dict.fromkeys(cells))
+        out.append(f"{who}: " + (f"differ from the preset in {text}" if text else "the preset"))
+    return out
+
+
+@click.command()
+@click.argument("table", type=click.Choice(sorted(TABLES)), metavar="TABLE")
+@click.option(
+    "--quick", is_flag=True, help="short CPU version (minutes): fewer iterations, episodes, images"
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="output directory (default reproduce/TABLE[-quick])",
+)
+@device_option()
+@setting_option("precision")
+@click.option("--seeds", help="comma-separated seeds (default: the table's)")
+@data_root_option()
+@setting_option("threads", "torch CPU threads for every cell (default: the preset's)")
+@click.option(
+    "--overwrite", is_flag=True, help="re-run cells that already have a result or a checkpoint"
+)
+@click.option("--quiet", is_flag=True, help="no progress bars")
+@setting_option("iterations", "training iterations of every cell (e.g. a smoke run)")
+@click.option(
+    "--jobs",
+    type=POS,
+    default=1,
+    show_default=True,
+    help="cells run side by side in this many processes (one torch thread each unless --threads)",
+)
+@time_limit_option()
+def reproduce(
+    table: str,
+    quick: bool,
+    out: Path | None,
+    device: str,
+    precision: str | None,
+    seeds: str | None,
+    data_root,
+    threads: int | None,
+    overwrite: bool,
+    quiet: bool,
+    iterations: int | None,
+    jobs: int,
+    time_limit: float | None,
+) -> None:
+    """Run every cell of a source TABLE and print it beside the published numbers."""
+    from fsbench.engine.reproduce import plan_table, run_plan
+    from fsbench.engine.stop import process_start, stop_on_signals
+    from fsbench.tables import pivot_frame, results_frame, to_markdown, write_tables
+
+    configure_logging(quiet)
+    spec = TABLES[table]
+    out = out or Path("reproduce") / (table + ("-quick" if quick else ""))
+    seed_list = _parse_seeds(seeds) or (spec.quick_seeds if quick else spec.seeds)
+    t0 = time.perf_counter()
+    plan = plan_table(
+        spec,
+        out,
+        quick=quick,
+        seeds=seed_list,
+        overrides={"threads": threads, "iterations": iterations, "precision": precision},
+        overwrite=overwrite,
+        jobs=jobs,
+        progress=not quiet,
+    )
+    cells = run_plan(
+        plan,
+        data_root=data_root,
+        device=device,
+        quiet=quiet,
+        jobs=jobs,
+        echo=click.echo,
+        time_limit=time_limit,
+        started=process_start(),
+    )
+    with stop_on_signals():
+        for item in cells:
+            if item.action == "keep":
+                continue
+            res = item.result
+            how = {"eval": f"evaluated from {item.trained_in}", "resume": "resumed"}.get(
+                item.action, "trained"
+            )
+            click.echo(
+                f"{item.label} {fmt_pct(res['accuracy'])} % ± {fmt_pct(res['ci95'])} "
+                f"in {res['wall_seconds']:.1f} s ({how})"
+            )
+    results = [p.result for p in plan if p.result is not None]
+    by_cell: dict[str, list[dict]] = {}
+    for p in plan:
+        if p.result is not None:
+            by_cell.setdefault(p.cell.name, []).append(p.result)
+    df = results_frame(results)
+    grid = pivot_frame(spec, by_cell)
+    write_tables(df, out, "table")
+    write_tables(grid, out, "table_source_layout")
+    minutes = (time.perf_counter() - t0) / 60
+    click.echo("")
+    click.echo(f"{spec.source} — ours ± 95% CI (published), percent")
+    click.echo(
+        f"seeds {', '.join(map(str, seed_list))} ({len(seed_list)} run(s) per cell, mean shown)"
+        + (f"; {spec.quick_note}" if quick else "")
+    )
+    click.echo(to_markdown(grid))
+    click.echo("")
+    click.echo(to_markdown(df.drop(columns=["ci95_method", "device"])))
+    click.echo("")
+    for line in what_ran(results):
+        click.echo(f"Ran: {line}")
+    if any(r.get("deviations") for r in results):
+        click.echo(
+            "* the cell's run differs from the preset (see 'Ran:'); not the published protocol"
+        )
+    methods = sorted(set(df["ci95_method"])) if not df.empty else []
+    click.echo(f"CI: {'; '.join(methods) or '-'}; {minutes:.1f} min; tables in {out}/table*.md|csv")
