@@ -48,7 +48,13 @@ def test_base_is_the_declared_defaults():
         "preset_source",
         "world_size",
     }
-    assert set(EXECUTION_KEYS) == {"threads", "checkpoint_every", "maml_exec", "preset_source"}
+    assert set(EXECUTION_KEYS) == {
+        "threads",
+        "checkpoint_every",
+        "maml_exec",
+        "log",
+        "preset_source",
+    }
 
 
 def _bad_value(name: str):

@@ -85,7 +85,7 @@ def test_the_cli(tiny_doublemnist, tmp_path):
 
 
 def test_reproduce_stops_every_cell_and_says_how_to_go_on(tmp_path, monkeypatch, fake_clock):
-    monkeypatch.setattr("fsbench.cli.process_start", lambda: fake_clock[0])
+    monkeypatch.setattr("fsbench.engine.stop.process_start", lambda: fake_clock[0])
     out = tmp_path / "table"
     args = ["reproduce", "mnist1d", "--quick", "--iterations", "1000", "--quiet", "--out",
             str(out), "--time-limit", "0.1"]  # fmt: skip
