@@ -36,11 +36,10 @@ from fsbench.data.registry import resized
 from fsbench.data.store import ArrayStore
 from fsbench.engine.device import resolve_device
 from fsbench.engine.evaluate import trained_settings
-from fsbench.engine.run import tested_weights
-from fsbench.engine.trainer import load_checkpoint
+from fsbench.engine.run import load_tested
 from fsbench.errors import FsbenchError
 from fsbench.methods import build_method
-from fsbench.results import CHECKPOINT, RESULT, read_json
+from fsbench.results import RESULT, read_json
 
 log = logging.getLogger("fsbench")
 FIXED_WAY = (*MAML_METHODS, "mtl")  # one output per class: the support must have that many
@@ -165,9 +164,7 @@ def build_trained(run_dir: Path, settings: dict, spec: InputSpec, device: torch.
     shape = (spec.channels, spec.size, spec.size)
     torch.manual_seed(int(settings["seed"]))
     method = build_method(settings, shape, int(facts["classes"]))
-    weights, _ = tested_weights(run_dir, settings, None)
-    method.model.load_state_dict(weights)
-    method.load_extra_state(load_checkpoint(run_dir / CHECKPOINT).get("method") or {})
+    load_tested(method, run_dir, settings)
     return method.to(device)
 
 

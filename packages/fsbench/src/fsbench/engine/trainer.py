@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from fsbench.engine import distributed
 from fsbench.engine.device import autocast, grad_scaler
 from fsbench.methods.base import Method
 from fsbench.results import BEST, CHECKPOINT, METRICS, MetricsLog, atomic_write_bytes
+from fsbench.settings import complete
 
 log = logging.getLogger("fsbench")
 
@@ -201,9 +201,10 @@ def train(
     """
     out_dir = Path(out_dir)
     iterations = method.iterations(train_store)  # also lets the method see the split first
-    ckpt_every = int(settings.get("checkpoint_every") or 0)
+    settings = complete(settings)
+    ckpt_every = int(settings["checkpoint_every"])
     eval_every = method.eval_interval() if val_store is not None else 0
-    keep_best = settings.get("select") == "best-val"
+    keep_best = settings["select"] == "best-val"
     log_every = max(1, iterations // 2000)
     optimizer, scheduler = method.make_optimizer()
     scaler = grad_scaler(device, precision)
@@ -265,8 +266,8 @@ def train(
                 val_store,
                 vgen,
                 int(settings["eval_episodes"]),
-                way=settings.get("val_way") or settings.get("way"),
-                shot=settings.get("val_shot") or settings.get("train_shot"),
+                way=settings["val_way"] or settings["way"],
+                shot=settings["val_shot"] or settings["train_shot"],
                 **distributed.eval_share(method),
             )
         method.model.train()
@@ -277,7 +278,12 @@ def train(
             if keep_best and main:
                 save_checkpoint(
                     out_dir / BEST,
-                    {"model": method.model.state_dict(), "iteration": done, "val": res.accuracy},
+                    {
+                        "model": method.model.state_dict(),
+                        "method": method.extra_state(),  # tested with the weights
+                        "iteration": done,
+                        "val": res.accuracy,
+                    },
                 )
 
     t0 = time.perf_counter()
@@ -318,11 +324,3 @@ def train(
         best_val_accuracy=best["accuracy"],
         validations=best["validations"],
     )
-
-
-def default_threads() -> int:
-    """All cores the process may use (torch's own default), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
