@@ -15,8 +15,7 @@ import torch
 from cli_errors import assert_one_line_error
 from click.testing import CliRunner
 from fsbench.cli import main
-from fsbench.data import load_split
-from fsbench.data import oxford as ox
+from fsbench.data import images, load_split
 from fsbench.errors import FsbenchError
 from PIL import Image
 
@@ -70,7 +69,7 @@ def test_decoded_once_then_read_from_the_cache(tmp_path, monkeypatch):
     def no_decoding(*args):
         raise AssertionError("decoded again")
 
-    monkeypatch.setattr(ox, "decode_image", no_decoding)
+    monkeypatch.setattr(images, "decode_image", no_decoding)
     for split in ("train", "val", "test"):  # all splits were decoded together
         load(folder, split, tmp_path)
     assert torch.equal(load(folder, "test", tmp_path).data, first.data)
@@ -207,7 +206,7 @@ def test_folder_options_are_checked(tmp_path):
 
 
 def test_fit_square_of_grayscale_keeps_one_channel():
-    pixels = ox.decode_image(_png(np.full((6, 10), 7, dtype=np.uint8)), "x", 4, "L")
+    pixels = images.decode_image(_png(np.full((6, 10), 7, dtype=np.uint8)), "x", 4, "L")
     assert pixels.shape == (1, 4, 4) and int(pixels.max()) == 7
 
 

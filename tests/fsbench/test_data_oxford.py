@@ -16,9 +16,8 @@ import torch
 from cli_errors import assert_one_line_error
 from click.testing import CliRunner
 from fsbench.cli import main
-from fsbench.data import describe_split, load_split
+from fsbench.data import describe_split, images, load_split
 from fsbench.data import oxford as ox
-from fsbench.data.transform import fit_square
 from fsbench.errors import FsbenchError
 from PIL import Image
 
@@ -120,7 +119,7 @@ def test_flowers_is_decoded_once_then_read_from_the_cache(tmp_path, monkeypatch)
     def no_decoding(*args):
         raise AssertionError("decoded again")
 
-    monkeypatch.setattr(ox, "decode_image", no_decoding)
+    monkeypatch.setattr(images, "decode_image", no_decoding)
     again = load_split("flowers", "val", data_root=tmp_path / "data", image_size=SIZE)
     assert torch.equal(again.data, first.data)
     with pytest.raises(AssertionError, match="decoded again"):  # another size: another cache
@@ -298,10 +297,10 @@ def test_image_size_option_is_checked(tmp_path):
 def test_fit_square_keeps_the_centre():
     left_right = np.zeros((10, 30, 3), dtype=np.uint8)
     left_right[:, 10:20] = 255  # a white centre third between black sides
-    square = np.asarray(fit_square(Image.fromarray(left_right), 5))
+    square = np.asarray(images.fit_square(Image.fromarray(left_right), 5))
     assert square.shape == (5, 5, 3) and square[:, 1:4].min() == 255
     assert square.min() > 200  # only the filter's edge taps reach the black sides
-    tall = np.asarray(fit_square(Image.fromarray(left_right.transpose(1, 0, 2)), 5))
+    tall = np.asarray(images.fit_square(Image.fromarray(left_right.transpose(1, 0, 2)), 5))
     assert np.array_equal(tall, square.transpose(1, 0, 2))
 
 

@@ -200,14 +200,30 @@ def test_bad_input(tmp_path):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-def test_a_checkpoint_of_another_backbone_or_image_size(tmp_path):
+def test_a_checkpoint_of_another_image_size(tmp_path):
     pre = pretrained(tmp_path)
-    with pytest.raises(FsbenchError, match="resnet12 checkpoint but mtl asks for --backbone conv4"):
-        run_setting(mtl_settings(pre, backbone="conv4"), tmp_path / "x", loader=LOAD)
     larger = synthetic_loader(size=32, classes=12, per_class=10)
     with pytest.raises(FsbenchError, match=r"shape \[1, 16, 16\].*\[1, 32, 32\]"):
         run_setting(mtl_settings(pre), tmp_path / "y", loader=larger)
-    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    assert not (tmp_path / "y").exists()
+
+
+def test_mtl_takes_the_backbone_recorded_in_the_pretrained_run(tmp_path):
+    """A conv4 pretrain run is taken as it is (it used to be refused until --backbone conv4)."""
+    pre = pretrained(tmp_path, backbone="conv4", hidden=6, widths=None)
+    assert mtl_settings(pre)["backbone"] == "resnet12"  # the MTL preset's own
+    res = run_setting(mtl_settings(pre), tmp_path / "m", loader=LOAD, quiet=True)
+    assert res["settings"]["backbone"] == "conv4" and res["settings"]["hidden"] == 6
+    assert {"setting": "backbone", "value": "conv4", "preset": "resnet12"} in res["deviations"]
+    weights = torch.load(pre / "best.pt", weights_only=False)["model"]
+    after = torch.load(tmp_path / "m" / "checkpoint.pt", weights_only=False)["model"]
+    convs = [k for k in weights if not k.startswith("head.") and weights[k].dim() == 4]
+    assert convs
+    for key in convs:  # the conv4 weights of the pretrain run, loaded and kept frozen
+        name = f"backbone.{key}"
+        if name not in after:
+            name = "backbone." + ".conv.".join(key.rsplit(".", 1))
+        assert torch.equal(after[name], weights[key]), key
 
 
 def test_pretraining_resumes_exactly_across_epochs(tmp_path):

@@ -148,9 +148,27 @@ def test_every_table_cell_resolves(quick):
     from fsbench.engine.reproduce import cell_settings
 
     for spec in TABLES.values():
+        assert len({c.name for c in spec.cells}) == len(spec.cells), spec.name  # one folder each
         for cell in spec.cells:
             overrides = {"pretrained": "p"} if cell.method == "mtl" else {}
-            cell_settings(spec, cell, spec.seeds[0], quick, overrides, jobs=1)
+            s = cell_settings(spec, cell, spec.seeds[0], quick, overrides, jobs=1)
+            assert (s["method"], s["dataset"], s["seed"]) == (
+                cell.method,
+                cell.dataset,
+                spec.seeds[0],
+            )
+            wanted = dict(spec.quick_by_method.get(cell.method, {})) if quick else {}
+            if cell.method == "pretrain":
+                wanted.pop("iterations", None)  # pre-training counts epochs
+            wanted.update({**cell.overrides, **overrides})
+            for key, value in wanted.items():
+                if key == "data_options":
+                    assert value.items() <= s["data_options"].items(), (cell.name, key)
+                else:
+                    assert s[key] == value, (spec.name, cell.name, key)
+            if quick:
+                for key, value in spec.quick_by_dataset.get(cell.dataset, {}).items():
+                    assert s["data_options"][key] == value, (cell.name, key)
 
 
 def test_lite_table_rows_differ_in_lite_only():

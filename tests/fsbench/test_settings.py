@@ -57,13 +57,16 @@ def test_base_is_the_declared_defaults():
     }
 
 
-def _bad_value(name: str):
-    """A value that breaks the declared rule of ``name`` (None when it has no rule to break)."""
+def _bad_value(name: str, library: bool = False):
+    """A value that breaks the declared rule of ``name`` (None when it has no rule to break);
+    a flag may not give a setting's ``off`` value (lite_h 0), a preset or record may."""
     tp, s, _ = SPECS[name]
     if s.choices:
         return "nope"
     if s.min is not None:
         low = s.min if s.min_open else s.min - 1
+        if library and low == s.off:
+            low -= 1
         return str(int(low)) if base_type(tp) is int else str(low)
     return None
 
@@ -80,7 +83,7 @@ def test_a_bad_value_is_one_line_naming_the_flag(name):
 @pytest.mark.parametrize("name", RANGED)
 def test_the_library_names_the_parameter(name):
     tp, s, _ = SPECS[name]
-    value = _bad_value(name)
+    value = _bad_value(name, library=True)
     value = value if s.choices else (int(value) if base_type(tp) is int else float(value))
     method = "magnet" if s.methods and "magnet" in s.methods else "protonet"
     method = "repmet" if s.methods == ("repmet",) else method
@@ -139,3 +142,30 @@ def test_list_shows_every_setting():
     assert r.exit_code == 0, r.output
     for name in CLI_SETTINGS + CLI_DATA:
         assert f"  {flag(name)} (" in r.output, name
+
+
+def test_a_method_receives_a_frozen_settings_object():
+    from fsbench.methods import build_method
+
+    settings = resolve_settings("protonet", "doublemnist", {"hidden": 4})
+    method = build_method(settings, (1, 16, 16), 10)
+    assert isinstance(method.settings, Settings)
+    assert method.settings.hidden == 4 and method.settings.norm == "running"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        method.settings.hidden = 8  # type: ignore[misc]
+    # the record keeps its layout: the same keys, in the same order, with the same values
+    record = Settings.from_dict(settings).as_dict()
+    assert record == settings and list(record) == list(settings)
+
+
+def test_an_older_record_gets_the_declared_defaults():
+    settings = resolve_settings("protonet", "doublemnist")
+    older = {k: v for k, v in settings.items() if k not in ("lite_h", "val_shot")}
+    s = Settings.from_dict(older)
+    assert s.lite_h == BASE["lite_h"] == 0 and s.val_shot is None
+
+
+def test_an_off_value_is_allowed_from_presets_not_from_the_flag():
+    assert resolve_settings("maml", "doublemnist", {"lite_h": 0})["lite_h"] == 0  # not LITE
+    r = CliRunner().invoke(main, ["run", "protonet", "doubled", "--lite-h", "0"])
+    assert_one_line_error(r, "--lite-h must be an integer >= 1, got 0")

@@ -27,22 +27,6 @@ BEST = "best.pt"  # the weights of the best validation accuracy (select: best-va
 EPISODES = "episodes.csv"  # per-episode test accuracies
 TENSORBOARD = "tb"  # TensorBoard event files (--log tensorboard)
 
-RESULT_FIELDS = (
-    "method",
-    "dataset",
-    "way",
-    "shot",
-    "query",
-    "accuracy",
-    "ci95",
-    "episodes",
-    "iterations",
-    "seed",
-    "device",
-    "wall_seconds",
-    "versions",
-)
-
 
 def versions() -> dict[str, str | None]:
     """Versions of python, torch, numpy and the three project packages (by distribution name)."""
@@ -101,12 +85,6 @@ def write_episodes(path: Path, accuracies: list[float]) -> None:
     """Per-episode accuracies as CSV (episode, accuracy), atomically."""
     lines = ["episode,accuracy"] + [f"{i},{a:.6f}" for i, a in enumerate(accuracies)]
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
-
-
-def read_episodes(path: Path) -> list[float]:
-    """The accuracies written by ``write_episodes``."""
-    rows = Path(path).read_text().splitlines()[1:]
-    return [float(r.split(",")[1]) for r in rows if r.strip()]
 
 
 # the errors of a write that found no room: no space left, or the user's quota used up

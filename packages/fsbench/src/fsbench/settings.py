@@ -48,7 +48,9 @@ class Spec:
     ``methods``: the methods that read it (None: every method); with ``refuse_elsewhere`` giving it
     to another method is an error. ``datasets``: for a data option, the datasets that accept it.
     ``cli``: a flag of run/pretrain; ``flag`` when it is not ``--name-with-dashes``; ``parse``
-    turns the flag's text into the value (e.g. comma-separated widths).
+    turns the flag's text into the value (e.g. comma-separated widths). ``off``: a default that
+    means "not used", outside the range, that presets and records may hold but a flag may not
+    (lite_h 0: every support image, no LITE); giving it to another method is not refused.
     """
 
     help: str
@@ -64,6 +66,7 @@ class Spec:
     cli: bool = True
     flag: str | None = None
     parse: Callable[[str], Any] | None = None
+    off: Any = None
 
 
 def spec(default: Any, help: str, **kw: Any) -> Any:
@@ -250,10 +253,11 @@ class Settings:
     lite_h: int = spec(
         0,
         "LITE (protonet): back-propagate through H random support images per task, their "
-        "gradient scaled by N/H; needs --norm group or running (0: all, no LITE)",
+        "gradient scaled by N/H; needs --norm group or running (default: all, no LITE)",
         methods=("protonet",),
         refuse_elsewhere=True,
-        **NONNEG,
+        off=0,
+        **POS,
     )
     # Magnet loss and RepMet
     modes: int = spec(
@@ -438,7 +442,7 @@ def base_type(tp: Any) -> Any:
     return typing.get_origin(tp) or tp
 
 
-def _range_text(s: Spec) -> str:
+def range_text(s: Spec) -> str:
     parts = []
     if s.min is not None:
         parts.append(f"{'>' if s.min_open else '>='} {s.min:g}")
@@ -447,8 +451,12 @@ def _range_text(s: Spec) -> str:
     return " and ".join(parts)
 
 
-def check_value(name: str, value: Any, tp: Any, s: Spec) -> None:
-    """One setting's own rule: its type, its choices, its range; SettingError naming it."""
+def check_value(name: str, value: Any, tp: Any, s: Spec, *, from_flag: bool = False) -> None:
+    """One setting's own rule: its type, its choices, its range; SettingError naming it.
+
+    ``from_flag``: the value was typed on the command line, where ``off`` is not allowed."""
+    if s.off is not None and value == s.off and not from_flag:
+        return
     if value is None and (type(None) in typing.get_args(tp) or tp is None or tp is Any):
         return
     base = base_type(tp) if tp is not None else None
@@ -469,7 +477,7 @@ def check_value(name: str, value: Any, tp: Any, s: Spec) -> None:
         high = s.max is None or (value < s.max if s.max_open else value <= s.max) if ok else False
         if not (ok and low and high):
             what = "an integer" if base is int else "a number"
-            rng = _range_text(s)
+            rng = range_text(s)
             raise SettingError(
                 f"{where} must be {what}{' ' + rng if rng else ''}, got {value!r}", name
             )
@@ -513,7 +521,8 @@ def check_declared(settings: Mapping[str, Any], given: Mapping[str, Any]) -> Non
     for name, (tp, s, _) in SPECS.items():
         if name in IDENTITY:
             continue
-        if s.refuse_elsewhere and s.methods and name in given and method not in s.methods:
+        elsewhere = name in given and given[name] != s.off and method not in (s.methods or ())
+        if s.refuse_elsewhere and elsewhere:
             raise SettingError(
                 f"{{{name}}} applies to {' and '.join(s.methods)}, not {method}", name
             )
@@ -590,6 +599,12 @@ def validate(settings: Mapping[str, Any], given: Mapping[str, Any] | None = None
     check_combinations(settings)
 
 
+def complete(settings: Mapping[str, Any]) -> dict:
+    """A settings dict with the declared default of every setting it lacks (a run recorded before
+    the setting existed: every setting was added with a default that keeps the old behaviour)."""
+    return {**BASE, **settings}
+
+
 def check_meta_batch_split(meta_batch: int, world: int) -> None:
     """Data-parallel MAML and MTL give each of ``world`` processes meta_batch / world tasks."""
     if meta_batch % world:
@@ -606,7 +621,7 @@ def semantic(settings: Mapping[str, Any]) -> dict:
     A setting missing from an older run's record (added to fsbench later) takes its BASE value:
     every setting was added with a default that keeps the earlier behaviour.
     """
-    out = {k: v for k, v in {**BASE, **settings}.items() if k not in EXECUTION_KEYS}
+    out = {k: v for k, v in complete(settings).items() if k not in EXECUTION_KEYS}
     out["data_options"] = {
         k: v
         for k, v in (settings.get("data_options") or {}).items()
@@ -652,7 +667,7 @@ def describe() -> list[str]:
     entries = [(k, tp, s, d) for k, (tp, s, d) in SPECS.items() if s.cli]
     entries += [(k, tp, s, None) for k, (tp, s) in DATA_SETTINGS.items() if s.cli]
     for name, _, s, default in entries:
-        allowed = "|".join(s.choices) if s.choices else _range_text(s)
+        allowed = "|".join(s.choices) if s.choices else range_text(s)
         parts = [f"default {default!r}"] if name in SPECS else ["data option"]
         if allowed:
             parts.append(allowed)

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from fsbench.settings import DATA_SETTINGS, SPECS, Spec, base_type, check_value, flag
+from fsbench.settings import DATA_SETTINGS, SPECS, Spec, base_type, check_value, flag, range_text
 
 DEVICES = ("auto", "cpu", "cuda")
 Decorator = Callable[[Callable], Callable]
@@ -39,10 +39,12 @@ def setting_option(name: str, help: str | None = None) -> Decorator:
             value = s.parse(value)
         if isinstance(value, Path):
             value = str(value)
-        check_value(name, value, tp, s)
+        check_value(name, value, tp, s, from_flag=True)
         return value
 
     text = help or s.help
+    if range_text(s):
+        text += f"  [{range_text(s)}]"
     if base is bool:
         dashed = flag(name)[2:]
         return click.option(
@@ -114,17 +116,6 @@ EXECUTION_ARGUMENTS: list[Decorator] = [
     click.option("--quiet", is_flag=True, help="no progress bars or progress lines"),
     time_limit_option(),
 ]
-EXECUTION_NAMES = (
-    "device",
-    "out",
-    "resume",
-    "overwrite",
-    "data_root",
-    "dataset_dir",
-    "download",
-    "quiet",
-    "time_limit",
-)
 
 
 def run_options(func: Callable) -> Callable:
@@ -136,7 +127,8 @@ def run_options(func: Callable) -> Callable:
 
 
 def split_run_options(opts: dict) -> tuple[dict, dict, dict]:
-    """(setting values, data option values, execution arguments) of a run's parsed options."""
-    execution = {k: opts.pop(k) for k in EXECUTION_NAMES}
-    data = {k: opts.pop(k) for k in list(opts) if k in DATA_SETTINGS}
-    return opts, data, execution
+    """(setting values, data option values, execution arguments) of a run's parsed options:
+    whatever is not a declared setting or data option is an execution argument."""
+    settings = {k: opts.pop(k) for k in list(opts) if k in SPECS and SPECS[k][1].cli}
+    data = {k: opts.pop(k) for k in list(opts) if k in DATA_SETTINGS and DATA_SETTINGS[k][1].cli}
+    return settings, data, opts

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import pickle
 import tarfile
 import urllib.error
 import urllib.request
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 
 from fsbench.data.diskcache import atomic_path
+from fsbench.data.pickles import read_pickle
 from fsbench.data.store import ArrayStore
 from fsbench.data.transform import array_transform
 from fsbench.errors import FsbenchError
@@ -76,13 +76,8 @@ def download_archive(folder: Path) -> Path:
     return folder / ARCHIVE
 
 
-def _unpickle(path: Path) -> dict:
-    try:
-        with open(path, "rb") as f:
-            data = pickle.load(f, encoding="bytes")
-    except (OSError, pickle.UnpicklingError, EOFError, ValueError) as e:
-        raise FsbenchError(f"{path}: not a readable CIFAR-100 pickle ({e})") from None
-    return {k.decode() if isinstance(k, bytes) else k: v for k, v in data.items()}
+def _cifar_pickle(path: Path) -> dict:
+    return read_pickle(path, encoding="bytes", what="CIFAR-100 pickle")
 
 
 def load_fc100(
@@ -104,8 +99,8 @@ def load_fc100(
             f"FC100 needs the CIFAR-100 python archive: put {ARCHIVE}/ (train, test, meta) in "
             f"{folder}, pass --download, or --dataset-dir DIR"
         )
-    parts = [_unpickle(archive / n) for n in ("train", "test")]
-    meta = _unpickle(archive / "meta")
+    parts = [_cifar_pickle(archive / n) for n in ("train", "test")]
+    meta = _cifar_pickle(archive / "meta")
     try:
         data = np.concatenate([np.asarray(p["data"], dtype=np.uint8) for p in parts])
         fine = np.concatenate([np.asarray(p["fine_labels"], dtype=np.int64) for p in parts])

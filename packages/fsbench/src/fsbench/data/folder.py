@@ -34,7 +34,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from fsbench.data.diskcache import fingerprint, load_arrays, save_arrays
-from fsbench.data.oxford import decode_all
+from fsbench.data.images import check_image_size, decode_all
 from fsbench.data.store import ArrayStore
 from fsbench.data.transform import photo_transform
 from fsbench.errors import FsbenchError
@@ -230,15 +230,6 @@ def choose_format(files: list[Path], image_size: int | None) -> tuple[str, int]:
     return mode, image_size
 
 
-def _check_size(image_size: object) -> int | None:
-    """``image_size`` as None (the rule) or an int >= 1, else a one-line FsbenchError."""
-    if image_size is None:
-        return None
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-        raise FsbenchError(f"--image-size must be an integer >= 1, got {image_size!r}")
-    return image_size
-
-
 def _cache_paths(layout: Layout, image_size: int | None, data_root: Path) -> dict[str, Path]:
     """One cache file per split, named by the folder, the size option and the split rule."""
     key = f"{layout.folder.resolve()}\0{image_size}\0{layout.rule}".encode()
@@ -333,7 +324,7 @@ def load_folder(
     """One split (train, val, test or trainval) of the user's image folder as uint8 [N, C, S, S]."""
     if path is None:
         raise FsbenchError(f"the folder dataset needs --dataset-dir DIR ({LAYOUT_HELP})")
-    size = _check_size(image_size)
+    size = None if image_size is None else check_image_size(image_size)
     skipped: list[Path] = []
     layout = find_layout(Path(path).expanduser(), split_ratios, split_seed, skipped)
     if split in ("train", "trainval"):

@@ -19,13 +19,13 @@ classes of 600 images. Pickles are only read from the folder the user names.
 from __future__ import annotations
 
 import csv
-import pickle
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from fsbench.data.diskcache import fingerprint, load_arrays, save_arrays
+from fsbench.data.pickles import read_pickle
 from fsbench.data.png_decode import decode_pngs
 from fsbench.data.store import ArrayStore
 from fsbench.data.transform import InputTransform
@@ -57,27 +57,11 @@ def find_form(folder: Path) -> str:
     )
 
 
-def _unpickle(path: Path) -> dict:
-    """A pickle written by Python 2 or 3 (bytes keys become str)."""
-    try:
-        with open(path, "rb") as f:
-            try:
-                data = pickle.load(f)
-            except UnicodeDecodeError:
-                f.seek(0)
-                data = pickle.load(f, encoding="latin1")
-    except (OSError, pickle.UnpicklingError, EOFError, ValueError) as e:
-        raise FsbenchError(f"{path}: not a readable pickle ({e})") from None
-    if not isinstance(data, dict):
-        raise FsbenchError(f"{path}: expected a dict, found {type(data).__name__}")
-    return {k.decode() if isinstance(k, bytes) else k: v for k, v in data.items()}
-
-
 def _from_pickle(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     path = next((folder / n for n in FILES[split] if (folder / n).is_file()), None)
     if path is None:
         raise FsbenchError(f"{folder} has no {' or '.join(FILES[split])}")
-    data = _unpickle(path)
+    data = read_pickle(path)
     if "image_data" not in data or "class_dict" not in data:
         raise FsbenchError(f"{path}: needs the keys image_data and class_dict, has {sorted(data)}")
     images = np.asarray(data["image_data"])

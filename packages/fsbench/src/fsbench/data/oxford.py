@@ -33,12 +33,9 @@ the cache.
 from __future__ import annotations
 
 import hashlib
-import os
 import tarfile
 import zipfile
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -47,6 +44,7 @@ import numpy as np
 import torch
 
 from fsbench.data.diskcache import fingerprint, load_arrays, save_arrays
+from fsbench.data.images import ImageData, check_image_size, decode_all
 from fsbench.data.store import ArrayStore
 from fsbench.data.transform import photo_transform
 from fsbench.errors import FsbenchError
@@ -57,11 +55,8 @@ DEFAULT_IMAGE_SIZE = 84
 PETS_VAL_EVERY = 5  # within a class of trainval.txt, images 5, 10, 15, ... (1-based) are val
 SPLITS = ("train", "val", "test")
 CACHE_VERSION = "oxford-1"  # bump when decoding changes, so old caches are rebuilt
-CHUNK = 32  # images per decoding task
-WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 # An image to decode: a file, or the bytes of an archive member.
-ImageData = Path | bytes
 
 
 @dataclass(frozen=True)
@@ -337,12 +332,6 @@ def _check_every_class(
 # ---------------------------------------------------------------------------- decoding
 
 
-def decode_image(data: ImageData, name: str, size: int, mode: str = "RGB") -> np.ndarray:
-    """One image file (path or bytes) as uint8 [C, size, size] (C = 3 for "RGB", 1 for "L") by
-    the photo datasets' transform (``transform.photo_transform``); FsbenchError naming it."""
-    return photo_transform(size, 3 if mode == "RGB" else 1).decode(data, name)
-
-
 def _archive_members(archive: Path, wanted: set[str]) -> Iterator[tuple[str, bytes]]:
     """(member name, bytes) of the members of a .tar(.gz) named in ``wanted``, in archive order."""
     try:
@@ -375,51 +364,6 @@ def _image_stream(source: ImageSource, files: list[str]) -> Iterator[tuple[int, 
             f"{source.archive}: {len(files) - found} of the split's {len(files)} images are not "
             f"in the archive (looked for {source.member_dir}/<name>)"
         )
-
-
-def decode_all(
-    items: Iterator[tuple[int, str, ImageData]],
-    count: int,
-    size: int,
-    *,
-    progress: str | None = None,
-    mode: str = "RGB",
-) -> np.ndarray:
-    """Decode ``count`` images into uint8 [count, C, size, size] on a few threads (C: ``mode``).
-
-    Pillow releases the GIL while it decodes and resamples, so threads overlap; at most a few
-    chunks wait at a time, so an archive's bytes are never all held in memory.
-    """
-    from tqdm.auto import tqdm
-
-    out = np.empty((count, 3 if mode == "RGB" else 1, size, size), dtype=np.uint8)
-    bar = tqdm(total=count, desc=progress, unit="img", disable=progress is None)
-
-    def work(chunk: list[tuple[int, str, ImageData]]) -> int:
-        for i, name, data in chunk:
-            out[i] = decode_image(data, name, size, mode)
-        return len(chunk)
-
-    pending: deque[Future[int]] = deque()
-    with ThreadPoolExecutor(WORKERS) as pool:
-        try:
-            chunk: list[tuple[int, str, ImageData]] = []
-            for item in items:
-                chunk.append(item)
-                if len(chunk) == CHUNK:
-                    pending.append(pool.submit(work, chunk))
-                    chunk = []
-                while len(pending) > 2 * WORKERS:
-                    bar.update(pending.popleft().result())
-            if chunk:
-                pending.append(pool.submit(work, chunk))
-            while pending:
-                bar.update(pending.popleft().result())
-        finally:  # on an error, drop the work not yet started
-            for fut in pending:
-                fut.cancel()
-            bar.close()
-    return out
 
 
 # ---------------------------------------------------------------------------- caching
@@ -484,13 +428,6 @@ def split_images(
 # ---------------------------------------------------------------------------- loaders
 
 
-def _check_size(image_size: object) -> int:
-    """``image_size`` as an int >= 1, else a one-line FsbenchError."""
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-        raise FsbenchError(f"image_size must be an integer >= 1, got {image_size!r}")
-    return image_size
-
-
 def _store(
     release: Release,
     catalogue: Catalogue,
@@ -535,7 +472,7 @@ def load_flowers102(
     progress: bool = True,
 ) -> ArrayStore:
     """One official split of Flowers-102: uint8 [N, 3, S, S], 102 classes named "1".."102"."""
-    size = _check_size(image_size)
+    size = check_image_size(image_size)
     folder = dataset_folder(FLOWERS, path, data_root)
     source = image_source(FLOWERS, folder, "jpg", "102flowers.tgz")
     catalogue = flowers_catalogue(folder)
@@ -564,7 +501,7 @@ def load_pets(
     progress: bool = True,
 ) -> ArrayStore:
     """One split of Oxford-IIIT Pets: uint8 [N, 3, S, S], 37 breeds ordered by CLASS-ID."""
-    size = _check_size(image_size)
+    size = check_image_size(image_size)
     folder = dataset_folder(PETS, path, data_root)
     source = image_source(PETS, folder, "images", "images.tar.gz")
     catalogue = pets_catalogue(folder)

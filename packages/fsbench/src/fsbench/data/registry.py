@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from fsbench.catalog import IMAGE_DATASETS
 from fsbench.data.store import ArrayStore
 from fsbench.data.transform import InputTransform, resize_uint8
 from fsbench.errors import FsbenchError
@@ -121,19 +122,7 @@ OPTIONS["folder"] = {
     "split_seed": 0,
     "progress": True,
 }
-for _name in (
-    "doublemnist",
-    "triplemnist",
-    "omniglot",
-    "miniimagenet",
-    "fc100",
-    "fashionmnist",
-    "flowers102",
-    "pets",
-    "mnist-super",
-    "folder",
-    "tfds",
-):
+for _name in IMAGE_DATASETS:
     OPTIONS[_name]["resize"] = None  # an image size to resize to at load (see ``resized``)
 
 

@@ -11,8 +11,7 @@ import numpy as np
 import torch
 
 from fsbench.errors import FsbenchError
-
-PRECISIONS = ("fp32", "bf16", "fp16")
+from fsbench.settings import PRECISIONS
 
 
 def resolve_device(choice: str) -> torch.device:

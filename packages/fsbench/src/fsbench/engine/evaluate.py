@@ -25,15 +25,16 @@ from fsbench.engine.run import (
     build_result,
     load_options,
     load_store,
+    load_tested,
     lock_existing,
     test_episodes,
-    tested_weights,
     write_run_files,
 )
 from fsbench.engine.trainer import load_checkpoint
 from fsbench.errors import FsbenchError
 from fsbench.methods import build_method
 from fsbench.results import CHECKPOINT, RESULT, disk_full_as_error, read_json
+from fsbench.settings import complete
 
 
 def trained_settings(run_dir: Path) -> tuple[dict, int]:
@@ -54,7 +55,8 @@ def trained_settings(run_dir: Path) -> tuple[dict, int]:
     if not isinstance(settings, dict) or "method" not in settings:
         raise FsbenchError(f"{path} holds no settings: not written by fsbench")
     iteration = int(state.get("iteration", 0))
-    total = int(state.get("total_iterations", settings.get("iterations", 0)))
+    settings = complete(settings)
+    total = int(state.get("total_iterations", settings["iterations"]))
     if iteration < total:
         raise FsbenchError(
             f"{run_dir} stopped at iteration {iteration} of {total}; finish it first "
@@ -165,7 +167,7 @@ def _evaluate(
     # train_* keep the training values: result.json then says exactly what was trained and tested
 
     dev = resolve_device(device)
-    precision = resolve_precision(settings.get("precision", "fp32"), dev)
+    precision = resolve_precision(settings["precision"], dev)
     if loader is None:
         loader, describe = _registry_loader()
     describe = describe or _basic_description
@@ -173,7 +175,7 @@ def _evaluate(
     t0 = time.perf_counter()
     name = settings["dataset"]
     options = load_options(settings)
-    train_split = settings.get("train_split", "train")
+    train_split = settings["train_split"]
     train_store = load_store(
         loader, name, train_split, data_root=data_root, device=dev, options=options
     )
@@ -181,12 +183,9 @@ def _evaluate(
     torch.manual_seed(int(settings["seed"]))
     method = build_method(settings, train_store.example_shape, train_store.num_classes)
     method.to(dev)
-    weights, why = tested_weights(run_dir, settings, None)
-    method.model.load_state_dict(weights)
-    # the method's own state (e.g. Magnet's soft-vote variance) is part of the trained model
-    checkpoint = load_checkpoint(Path(run_dir) / CHECKPOINT)
-    method.load_extra_state(checkpoint.get("method") or {})
-    check_transform(run_dir, checkpoint, test_store)
+    # the method's own state (e.g. Magnet's soft-vote variance) is part of the tested model
+    why = load_tested(method, run_dir, settings)
+    check_transform(run_dir, load_checkpoint(Path(run_dir) / CHECKPOINT), test_store)
     episodic = method_name not in CLASSIFIER_METHODS
     if episodic:
         test_store.check_episode(new["way"], new["shot"], new["query"])
@@ -201,7 +200,7 @@ def _evaluate(
         shot=new["shot"] if episodic else None,
         query=new["query"] if episodic else None,
     )
-    selection = {"select": settings.get("select", "last"), "tested": why}
+    selection = {"select": settings["select"], "tested": why}
     timings = {"wall_seconds": round(time.perf_counter() - t0, 3), "train_seconds": 0.0}
     result = build_result(
         new,
@@ -218,7 +217,7 @@ def _evaluate(
     earlier = run_dir / RESULT
     result["evaluated_from"] = {
         "run": str(run_dir),
-        "trained": {k: settings.get(k) for k in ("way", "shot", "query", "episodes", "seed")},
+        "trained": {k: settings[k] for k in ("way", "shot", "query", "episodes", "seed")},
         "result": read_json(earlier).get("accuracy") if earlier.is_file() else None,
     }
     with disk_full_as_error(out):

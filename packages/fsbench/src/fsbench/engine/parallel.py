@@ -19,6 +19,7 @@ from pathlib import Path
 from fsbench.engine import stop
 from fsbench.engine.run import load_options, load_store, run_setting
 from fsbench.errors import FsbenchError
+from fsbench.settings import complete
 
 
 @dataclass(frozen=True)
@@ -72,8 +73,9 @@ def prepare_data(jobs: Sequence[CellJob]) -> None:
         if key in seen:
             continue
         seen.add(key)
-        splits = [job.settings.get("train_split", "train"), "test"]
-        if int(job.settings.get("eval_every") or 0) > 0:
+        settings = complete(job.settings)
+        splits = [settings["train_split"], "test"]
+        if int(settings["eval_every"]) > 0:
             splits.append("val")
         for split in splits:
             load_store(

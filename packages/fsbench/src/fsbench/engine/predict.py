@@ -37,11 +37,10 @@ from fsbench.data.folder import (
 from fsbench.data.transform import InputTransform, photo_transform
 from fsbench.engine.device import resolve_device
 from fsbench.engine.evaluate import trained_settings
-from fsbench.engine.run import tested_weights
-from fsbench.engine.trainer import load_checkpoint
+from fsbench.engine.run import load_tested
 from fsbench.errors import FsbenchError
 from fsbench.methods import build_method
-from fsbench.results import CHECKPOINT, RESULT, atomic_write_bytes, disk_full_as_error, read_json
+from fsbench.results import RESULT, atomic_write_bytes, disk_full_as_error, read_json
 
 log = logging.getLogger("fsbench")
 
@@ -181,9 +180,7 @@ def build_trained(run_dir: Path, settings: dict, transform: InputTransform, devi
     shape = (transform.channels, side, side)
     torch.manual_seed(int(settings["seed"]))
     method = build_method(settings, shape, int(facts["classes"]))
-    weights, _ = tested_weights(run_dir, settings, None)
-    method.model.load_state_dict(weights)
-    method.load_extra_state(load_checkpoint(run_dir / CHECKPOINT).get("method") or {})
+    load_tested(method, run_dir, settings)
     return method.to(device)
 
 

@@ -61,7 +61,7 @@ from fsbench.results import (
     write_episodes,
     write_json,
 )
-from fsbench.settings import differences
+from fsbench.settings import Settings, complete, differences
 
 log = logging.getLogger("fsbench")
 Loader = Callable[..., ArrayStore]
@@ -108,7 +108,7 @@ def summary(split: str, store: ArrayStore) -> str:
 
 def load_options(settings: dict) -> dict:
     """The data-layer options of a setting (num_image_per_class only for the mdmnist datasets)."""
-    options = dict(settings.get("data_options") or {})
+    options = dict(complete(settings)["data_options"])
     if settings["dataset"] not in MDMNIST_BASED:
         options.pop("num_image_per_class", None)
     return options
@@ -199,17 +199,28 @@ def resume_hint(out: Path) -> str:
     return f"{kept.name} is intact: then run the same command with --resume to continue"
 
 
-def tested_weights(out: Path, settings: dict, outcome_best: int | None) -> tuple[dict, str]:
-    """The weights to test and a sentence saying which: best on validation, or the last."""
+def tested_state(out: Path, settings: dict) -> tuple[dict, dict, str]:
+    """The model to test: its weights, the method's own state saved with them (e.g. Magnet's
+    clusters and soft-vote variance), and a sentence saying which: best on validation, or last."""
     best = Path(out) / BEST
-    if settings.get("select") == "best-val" and best.exists():
+    last = load_checkpoint(Path(out) / CHECKPOINT)
+    if settings["select"] == "best-val" and best.exists():
         state = load_checkpoint(best)
-        return state["model"], f"best validation accuracy (iteration {state['iteration']})"
-    state = load_checkpoint(Path(out) / CHECKPOINT)
+        why = f"best validation accuracy (iteration {state['iteration']})"
+        # a best.pt written before it kept the method's state: the last state, as then
+        return state["model"], state.get("method", last.get("method")) or {}, why
     why = "last iteration"
-    if settings.get("select") == "best-val":
+    if settings["select"] == "best-val":
         why += " (no validation ran before the end, so nothing to select from)"
-    return state["model"], why
+    return last["model"], last.get("method") or {}, why
+
+
+def load_tested(method: Method, out: Path, settings: dict) -> str:
+    """Put the tested model (weights and method state) of the run in ``out`` into ``method``."""
+    weights, state, why = tested_state(out, settings)
+    method.model.load_state_dict(weights)
+    method.load_extra_state(state)
+    return why
 
 
 # The settings that define a backbone's architecture: MTL takes them from its pre-trained run.
@@ -217,9 +228,9 @@ BACKBONE_KEYS = ("backbone", "widths", "hidden", "norm", "norm_affine", "pool", 
 
 
 def load_pretrained(settings: dict) -> tuple[dict, dict, list[int]]:
-    """(settings with the backbone of the run in settings['pretrained'], its weights, its input
-    shape); one-line FsbenchErrors for a folder that is not a finished pretrain run or whose
-    backbone differs from the one asked for."""
+    """(settings with the backbone recorded in the run in settings['pretrained'] (its
+    architecture keys replace the preset's), its tested weights, its input shape); a one-line
+    FsbenchError for a folder that is not a finished pretrain run."""
     folder = Path(settings["pretrained"]).expanduser()
     if not (folder / RESULT).is_file() or not (folder / CHECKPOINT).is_file():
         raise FsbenchError(
@@ -234,12 +245,7 @@ def load_pretrained(settings: dict) -> tuple[dict, dict, list[int]]:
         raise FsbenchError(
             f"--pretrained {folder} holds a {done.get('method')} run, not a pretrain run"
         )
-    if pre.get("backbone") != settings.get("backbone"):
-        raise FsbenchError(
-            f"--pretrained {folder} is a {pre.get('backbone')} checkpoint but {settings['method']} "
-            f"asks for --backbone {settings.get('backbone')}; pass --backbone {pre.get('backbone')}"
-        )
-    weights, _ = tested_weights(folder, pre, None)
+    weights, _, _ = tested_state(folder, complete(pre))
     merged = {**settings, **{k: pre[k] for k in BACKBONE_KEYS if k in pre}}
     shape = list(done.get("data", {}).get("train", {}).get("example_shape") or [])
     return merged, weights, shape
@@ -306,7 +312,7 @@ def build_result(
     shot = None if classifier else int(settings["shot"])
     query = None if classifier else int(settings["query"])
     data = {
-        "train": describe(name, settings.get("train_split", "train"), train_store),
+        "train": describe(name, settings["train_split"], train_store),
         "test": describe(name, "test", test_store),
     }
     folders = folder_listings(settings.get("data_options") or {})
@@ -333,7 +339,7 @@ def build_result(
         "torch_threads": torch.get_num_threads(),
         "published_percent": pub,
         "published_source": published_source(method_name, name) if pub is not None else None,
-        "preset_source": settings.get("preset_source"),
+        "preset_source": Settings.from_dict(settings).preset_source,
         "protocol_notes": list(preset_for(method_name, name).notes),
         "deviations": deviations(settings),
         "selection": selection,
@@ -432,23 +438,24 @@ def _run_setting(
     describe: Describer | None,
 ) -> dict:
     """run_setting with OUT's lock taken (if OUT existed) and the stop request made."""
+    settings = complete(settings)
     dev = distributed.init_from_env(resolve_device(device))
     world = distributed.world_size()
     if world > 1:  # it changes the sampled tasks (ProtoNets: the episodes per step)
         settings = {**settings, "world_size": world}
         quiet = quiet or not distributed.is_main()
-    precision = resolve_precision(settings.get("precision", "fp32"), dev)
+    precision = resolve_precision(settings["precision"], dev)
     if loader is None:
         loader, describe = _registry_loader()
     describe = describe or _basic_description
     check_out_dir(out, resume, overwrite)
     check_logs(settings)
     pretrained = None
-    if settings.get("pretrained"):
+    if settings["pretrained"]:
         settings, pretrained, pretrained_shape = load_pretrained(settings)
     if resume:
         check_resume(out, settings)
-    threads = settings.get("threads")
+    threads = settings["threads"]
     if threads:
         torch.set_num_threads(int(threads))
     configure_backend(dev)
@@ -457,13 +464,13 @@ def _run_setting(
     name, method_name = settings["dataset"], settings["method"]
     options = load_options(settings)
     t_start = time.perf_counter()
-    train_split = settings.get("train_split", "train")
+    train_split = settings["train_split"]
     train_store = load_store(
         loader, name, train_split, data_root=data_root, device=dev, options=options
     )
     test_store = load_store(loader, name, "test", data_root=data_root, device=dev, options=options)
     val_store = None
-    if int(settings.get("eval_every") or 0) > 0:
+    if int(settings["eval_every"]) > 0:
         val_store = load_store(
             loader, name, "val", data_root=data_root, device=dev, options=options
         )
@@ -574,14 +581,15 @@ def _train_and_test(
             *halt,
             hint="training is done; resume with --resume to run the test evaluation",
         )
-    why = None
+    why, state = None, None
     if distributed.is_main():
-        weights, why = tested_weights(out, settings, outcome.best_iteration)
+        weights, state, why = tested_state(out, settings)
         method.model.load_state_dict(weights)
-    why = distributed.broadcast_object(why)
+    why, state = distributed.broadcast_object((why, state))
+    method.load_extra_state(state)  # e.g. Magnet's soft-vote variance of the tested model
     distributed.broadcast_module(method.model)  # rank 0's tested weights on every rank
     selection = {
-        "select": settings.get("select", "last"),
+        "select": settings["select"],
         "tested": why,
         "tested_iteration": outcome.best_iteration if why.startswith("best") else outcome.iteration,
         "best_val_accuracy": outcome.best_val_accuracy,

@@ -7,7 +7,6 @@ tensors and are read (``float``) only at logging steps, validation and checkpoin
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from fsbench.engine.device import autocast, grad_scaler
 from fsbench.engine.stop import RunStopped, StopRequest
 from fsbench.methods.base import Method
 from fsbench.results import BEST, CHECKPOINT, open_run_log
+from fsbench.settings import complete
 
 __all__ = ["load_checkpoint", "resume_checkpoint", "save_checkpoint", "train"]
 
@@ -206,9 +206,10 @@ def train(
     stop = stop or StopRequest()
     out_dir = Path(out_dir)
     iterations = method.iterations(train_store)  # also lets the method see the split first
-    ckpt_every = int(settings.get("checkpoint_every") or 0)
+    settings = complete(settings)
+    ckpt_every = int(settings["checkpoint_every"])
     eval_every = method.eval_interval() if val_store is not None else 0
-    keep_best = settings.get("select") == "best-val"
+    keep_best = settings["select"] == "best-val"
     log_every = max(1, iterations // 2000)
     optimizer, scheduler = method.make_optimizer()
     scaler = grad_scaler(device, precision)
@@ -278,8 +279,8 @@ def train(
                 val_store,
                 vgen,
                 int(settings["eval_episodes"]),
-                way=settings.get("val_way") or settings.get("way"),
-                shot=settings.get("val_shot") or settings.get("train_shot"),
+                way=settings["val_way"] or settings["way"],
+                shot=settings["val_shot"] or settings["train_shot"],
                 **distributed.eval_share(method),
             )
         method.model.train()
@@ -290,7 +291,12 @@ def train(
             if keep_best and main:
                 save_checkpoint(
                     out_dir / BEST,
-                    {"model": method.model.state_dict(), "iteration": done, "val": res.accuracy},
+                    {
+                        "model": method.model.state_dict(),
+                        "method": method.extra_state(),  # tested with the weights
+                        "iteration": done,
+                        "val": res.accuracy,
+                    },
                 )
 
     def stop_here(it: int) -> None:
@@ -351,11 +357,3 @@ def train(
         best_val_accuracy=best["accuracy"],
         validations=best["validations"],
     )
-
-
-def default_threads() -> int:
-    """All cores the process may use (torch's own default), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)

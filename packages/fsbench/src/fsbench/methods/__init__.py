@@ -3,6 +3,9 @@ MNIST-1D classifiers."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
 from fsbench.methods.base import EvalResult, Method
 from fsbench.methods.classifier import Classifier
 from fsbench.methods.magnet import Magnet
@@ -11,6 +14,9 @@ from fsbench.methods.mtl import MTL
 from fsbench.methods.pretrain import Pretrain
 from fsbench.methods.protonet import ProtoNet
 from fsbench.methods.repmet import RepMet
+
+if TYPE_CHECKING:
+    from fsbench.settings import Settings
 
 METHODS: dict[str, type[Method]] = {
     "maml": MAML,
@@ -40,20 +46,25 @@ DESCRIPTIONS: dict[str, str] = {
     "gru": "MNIST-1D bidirectional GRU, hidden 6",
 }
 
-EPISODIC = ("maml", "fomaml", "protonet", "mtl", "magnet", "repmet")
-CLASSIFIERS = ("logreg", "mlp", "cnn", "gru")
 
+def build_method(
+    settings: Settings | Mapping[str, Any], example_shape: tuple[int, ...], num_classes: int
+) -> Method:
+    """The method named by ``settings.method``, its model built for ``example_shape``.
 
-def build_method(settings: dict, example_shape: tuple[int, ...], num_classes: int) -> Method:
-    """The method named by ``settings['method']``, its model built for ``example_shape``."""
-    return METHODS[settings["method"]](settings, example_shape, num_classes)
+    A settings dict (as resolve_settings returns and runs record) becomes the frozen ``Settings``
+    every method reads; keys an older run's record lacks take their declared defaults.
+    """
+    from fsbench.settings import Settings  # fsbench.settings imports the methods' choices
+
+    if not isinstance(settings, Settings):
+        settings = Settings.from_dict(settings)
+    return METHODS[settings.method](settings, example_shape, num_classes)
 
 
 __all__ = [
     "METHODS",
     "DESCRIPTIONS",
-    "EPISODIC",
-    "CLASSIFIERS",
     "EvalResult",
     "Method",
     "build_method",

@@ -5,11 +5,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from fsbench.data.store import ArrayStore, Episode
+
+if TYPE_CHECKING:
+    from fsbench.settings import Settings
 
 EPISODE_CI = "1.96*std/sqrt(episodes)"
 
@@ -48,11 +52,12 @@ class Method:
     """
 
     name = "method"
-    episodic = True
     # settings that only the test evaluation reads: a trained run can be evaluated on others
     eval_settings: tuple[str, ...] = ("query", "episodes")
 
-    def __init__(self, settings: dict, example_shape: tuple[int, ...], num_classes: int) -> None:
+    def __init__(
+        self, settings: Settings, example_shape: tuple[int, ...], num_classes: int
+    ) -> None:
         self.settings = settings
         self.example_shape = tuple(example_shape)
         self.num_classes = num_classes
@@ -65,11 +70,11 @@ class Method:
     def iterations(self, store: ArrayStore) -> int:
         """How many training iterations the setting asks for; called once before training, so a
         method can also read the training split here (pre-training counts epochs)."""
-        return int(self.settings["iterations"])
+        return int(self.settings.iterations)
 
     def eval_interval(self) -> int:
         """Iterations between validations (0: none); pre-training counts epochs."""
-        return int(self.settings.get("eval_every") or 0)
+        return int(self.settings.eval_every)
 
     def make_optimizer(self) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
         """Adam at the preset learning rate, with a step decay when the preset asks for one.
@@ -78,12 +83,10 @@ class Method:
         s = self.settings
         params = list(self.model.parameters())
         fused = bool(params) and all(p.is_cuda for p in params)
-        opt = torch.optim.Adam(params, lr=s["lr"], fused=fused or None)
-        step = s.get("lr_step") or 0
+        opt = torch.optim.Adam(params, lr=s.lr, fused=fused or None)
+        step = s.lr_step
         if step > 0:
-            sched = torch.optim.lr_scheduler.StepLR(
-                opt, step_size=step, gamma=s.get("lr_gamma", 0.5)
-            )
+            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=step, gamma=s.lr_gamma)
         else:
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
         return opt, sched
@@ -123,20 +126,20 @@ class Method:
         the ranks' mean losses is the mean over the whole meta-batch."""
         from fsbench.settings import check_meta_batch_split  # settings imports the methods
 
-        check_meta_batch_split(int(self.settings["meta_batch"]), world)
+        check_meta_batch_split(int(self.settings.meta_batch), world)
         self.ranks = world
 
     @property
     def rank_tasks(self) -> int:
         """Tasks of a training meta-batch sampled on this rank (the whole one without ranks)."""
-        return int(self.settings["meta_batch"]) // self.ranks
+        return int(self.settings.meta_batch) // self.ranks
 
     def check_meta_batches(self, store: ArrayStore, split: str) -> None:
         """``check`` for methods whose tasks keep their way and shot in training and at test
         (MAML, MTL): meta-batches of training queries on train splits, test queries otherwise."""
         s = self.settings
-        query = s["train_query"] if split in ("train", "trainval") else s["query"]
-        store.check_episode(s["way"], s["shot"], query, s["meta_batch"])
+        query = s.train_query if split in ("train", "trainval") else s.query
+        store.check_episode(s.way, s.shot, query, s.meta_batch)
 
     # -- episodic evaluation --------------------------------------------------------------
     eval_chunk = 1  # test episodes drawn (and adapted) together
@@ -192,7 +195,7 @@ class Method:
         back together in stream order, so the result does not depend on the number of ranks.
         """
         s = self.settings
-        way, shot, query = way or s["way"], shot or s["shot"], query or s["query"]
+        way, shot, query = way or s.way, shot or s.shot, query or s.query
         store.check_episode(way, shot, query)
         rank, world = share
         accs: list[tuple[int, torch.Tensor]] = []  # (chunk number, accuracies)

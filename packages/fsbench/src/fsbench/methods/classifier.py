@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 
@@ -9,16 +11,20 @@ from fsbench.data.store import ArrayStore
 from fsbench.methods.base import EvalResult, Method, binomial_ci
 from fsbench.models.mnist1d import build_mnist1d_model
 
+if TYPE_CHECKING:
+    from fsbench.settings import Settings
+
 
 class Classifier(Method):
     """Minibatch cross-entropy training; accuracy on the whole test split with a binomial CI."""
 
-    episodic = False
     eval_settings = ()
 
-    def __init__(self, settings: dict, example_shape: tuple[int, ...], num_classes: int) -> None:
+    def __init__(
+        self, settings: Settings, example_shape: tuple[int, ...], num_classes: int
+    ) -> None:
         super().__init__(settings, example_shape, num_classes)
-        self.name = settings["method"]
+        self.name = settings.method
         length = 1
         for d in example_shape:
             length *= int(d)
@@ -30,9 +36,9 @@ class Classifier(Method):
 
     def sample_train(self, store: ArrayStore, generator: torch.Generator, iteration: int):
         """``sequential``: the reference loop's fixed slices; ``random``: a random minibatch."""
-        if self.settings.get("batch_order", "random") == "sequential":
-            return store.batch_slice(iteration, self.settings["batch_size"])
-        return store.sample_batch(generator, self.settings["batch_size"])
+        if self.settings.batch_order == "sequential":
+            return store.batch_slice(iteration, self.settings.batch_size)
+        return store.sample_batch(generator, self.settings.batch_size)
 
     def train_loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x, y = batch

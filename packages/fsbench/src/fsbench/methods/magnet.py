@@ -20,6 +20,7 @@ drives them on a Conv-4 embedding (the ProtoNets backbone, so that only the loss
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -27,6 +28,9 @@ from fsbench.data.store import ArrayStore
 from fsbench.methods.clusters import kmeans
 from fsbench.methods.modes import ModesMethod
 from fsbench.models.conv4 import embedding_conv4
+
+if TYPE_CHECKING:
+    from fsbench.settings import Settings
 
 ALPHA = 1.0  # the paper's cluster-separation margin
 
@@ -116,12 +120,14 @@ class Magnet(ModesMethod):
 
     name = "magnet"
 
-    def __init__(self, settings: dict, example_shape: tuple[int, ...], num_classes: int) -> None:
+    def __init__(
+        self, settings: Settings, example_shape: tuple[int, ...], num_classes: int
+    ) -> None:
         super().__init__(settings, example_shape, num_classes)
         self.model = embedding_conv4(example_shape, settings)
-        self.alpha = float(settings.get("margin", ALPHA))
-        self.refresh_every = int(settings.get("refresh_every") or 0)  # 0: once per epoch
-        self.nearest = int(settings.get("nearest") or 1)
+        self.alpha = float(settings.margin)
+        self.refresh_every = int(settings.refresh_every)  # 0: once per epoch
+        self.nearest = int(settings.nearest)
         # the cluster index of the training split (built on the first iteration)
         self.means: torch.Tensor | None = None  # [C*K, E]
         self.mean_class: torch.Tensor | None = None  # [C*K]
@@ -163,9 +169,7 @@ class Magnet(ModesMethod):
         """Iterations between refreshes: the setting, or one epoch (N / (M D), tf-magnet-loss)."""
         if self.refresh_every > 0:
             return self.refresh_every
-        per_batch = int(self.settings["clusters_per_batch"]) * int(
-            self.settings["images_per_cluster"]
-        )
+        per_batch = int(self.settings.clusters_per_batch) * int(self.settings.images_per_cluster)
         return max(1, len(store) // per_batch)
 
     def cluster_losses(self) -> torch.Tensor:
@@ -185,9 +189,9 @@ class Magnet(ModesMethod):
         if self.means is None or iteration % self.refresh_interval(store) == 0:
             self.refresh(store, generator)
         chosen = neighbourhood(
-            self.means, self.mean_class, self.cluster_losses(), s["clusters_per_batch"], generator
+            self.means, self.mean_class, self.cluster_losses(), s.clusters_per_batch, generator
         )
-        d = int(s["images_per_cluster"])
+        d = int(s.images_per_cluster)
         members = self.assign[None, :] == chosen[:, None]  # [M, N]
         keys = torch.rand(members.shape, generator=generator, device=members.device)
         keys = keys.masked_fill_(~members, 2.0)

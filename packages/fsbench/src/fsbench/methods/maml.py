@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +27,9 @@ from fsbench.errors import FsbenchError
 from fsbench.methods.base import Method
 from fsbench.methods.maml_graph import GRAPH_PATHS, GraphedMetaBatch
 from fsbench.models.conv4 import Conv4
+
+if TYPE_CHECKING:
+    from fsbench.settings import Settings
 
 log = logging.getLogger("fsbench")
 
@@ -65,33 +69,35 @@ class MAML(Method):
     first_order = False
     eval_settings = ("query", "episodes", "test_inner_steps")
 
-    def __init__(self, settings: dict, example_shape: tuple[int, ...], num_classes: int) -> None:
+    def __init__(
+        self, settings: Settings, example_shape: tuple[int, ...], num_classes: int
+    ) -> None:
         super().__init__(settings, example_shape, num_classes)
-        self.way = settings["way"]
+        self.way = settings.way
         self.model = Conv4(
             example_shape,
-            hidden=settings["hidden"],
+            hidden=settings.hidden,
             num_classes=self.way,
-            pool=settings["pool"],
-            readout=settings.get("readout", "flatten"),
+            pool=settings.pool,
+            readout=settings.readout,
             norm="batch",
-            affine=settings.get("norm_affine", "scale+shift"),
-            init=settings.get("init", "torch"),
+            affine=settings.norm_affine,
+            init=settings.init,
         )
-        self.inner_loss = settings.get("inner_loss", "mean")
+        self.inner_loss = settings.inner_loss
         if self.inner_loss not in INNER_LOSSES:
             raise ValueError(f"inner_loss must be one of {INNER_LOSSES}, got {self.inner_loss!r}")
-        self.inner_lr = float(settings["inner_lr"])
-        self.inner_steps = int(settings["inner_steps"])
-        self.test_inner_steps = int(settings["test_inner_steps"])
-        self.execution = settings.get("maml_exec", "loop")
+        self.inner_lr = float(settings.inner_lr)
+        self.inner_steps = int(settings.inner_steps)
+        self.test_inner_steps = int(settings.test_inner_steps)
+        self.execution = settings.maml_exec
         self.execution_timings: dict[str, float] = {}
         self._compiled = None
         self._graphs: dict[str, GraphedMetaBatch] = {}  # captured meta-batches by graph path
 
     def to(self, device: torch.device) -> MAML:
         super().to(device)
-        self.execution = resolve_execution(self.settings.get("maml_exec", "auto"), device)
+        self.execution = resolve_execution(self.settings.maml_exec, device)
         return self
 
     # -- the one inner loop -------------------------------------------------------------
@@ -188,7 +194,7 @@ class MAML(Method):
     ) -> Episode:
         s = self.settings
         return store.sample_episode(
-            generator, s["way"], s["shot"], s["train_query"], self.rank_tasks, check=False
+            generator, s.way, s.shot, s.train_query, self.rank_tasks, check=False
         )
 
     def split_over_ranks(self, world: int) -> None:
@@ -262,7 +268,7 @@ class MAML(Method):
 
     @property
     def eval_chunk(self) -> int:  # test tasks adapted together: one meta-batch
-        return max(1, int(self.settings["meta_batch"]))
+        return max(1, int(self.settings.meta_batch))
 
     def episode_accuracies(self, episode: Episode) -> torch.Tensor:
         if episode.way != self.way:

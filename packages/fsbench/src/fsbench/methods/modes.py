@@ -10,12 +10,17 @@ prototype of Prototypical Networks.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from fsbench.data.store import ArrayStore, Episode
 from fsbench.errors import FsbenchError
 from fsbench.methods.base import Method
 from fsbench.methods.clusters import kmeans, support_modes
+
+if TYPE_CHECKING:
+    from fsbench.settings import Settings
 
 CLUSTER_SEED = 0  # k-means++ seeding of test-episode modes: fixed, apart from the episode stream
 
@@ -39,9 +44,11 @@ class ModesMethod(Method):
 
     eval_settings = ("way", "shot", "query", "episodes")
 
-    def __init__(self, settings: dict, example_shape: tuple[int, ...], num_classes: int) -> None:
+    def __init__(
+        self, settings: Settings, example_shape: tuple[int, ...], num_classes: int
+    ) -> None:
         super().__init__(settings, example_shape, num_classes)
-        self.modes = int(settings.get("modes") or 1)
+        self.modes = int(settings.modes)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Embeddings [N, E] of examples [N, ...] (float32 for the distances)."""
@@ -52,7 +59,7 @@ class ModesMethod(Method):
         if split in ("train", "trainval"):
             check_modes(store, self.modes)
         else:
-            store.check_episode(s["way"], s["shot"], s["query"])
+            store.check_episode(s.way, s.shot, s.query)
 
     def scores(
         self, z: torch.Tensor, centres: torch.Tensor, centre_class: torch.Tensor, way: int

@@ -23,6 +23,9 @@ meta-batch gets one more task made of them, with fresh support and query example
 
 from __future__ import annotations
 
+import dataclasses
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,6 +35,9 @@ from fsbench.methods.base import Method
 from fsbench.methods.linear_head import fit_linear_head, per_class_accuracy
 from fsbench.models import build_backbone
 from fsbench.models.scale_shift import add_scale_shift
+
+if TYPE_CHECKING:
+    from fsbench.settings import Settings
 
 MODES = ("ss", "ft")
 
@@ -57,19 +63,21 @@ class MTL(Method):
     name = "mtl"
     eval_settings = ("query", "episodes", "test_inner_steps")
 
-    def __init__(self, settings: dict, example_shape: tuple[int, ...], num_classes: int) -> None:
+    def __init__(
+        self, settings: Settings, example_shape: tuple[int, ...], num_classes: int
+    ) -> None:
         super().__init__(settings, example_shape, num_classes)
-        self.mode = settings.get("mtl_mode", "ss")
+        self.mode = settings.mtl_mode
         if self.mode not in MODES:
             raise ValueError(f"mtl_mode must be one of {MODES}, got {self.mode!r}")
-        self.way = int(settings["way"])
-        backbone = build_backbone({**settings, "dropout": 0.0}, example_shape)
+        self.way = int(settings.way)
+        backbone = build_backbone(dataclasses.replace(settings, dropout=0.0), example_shape)
         if self.mode == "ss":
             self.meta_params = add_scale_shift(backbone)
         else:
             self.meta_params = list(backbone.parameters())
         fc = nn.Linear(backbone.feature_dim, self.way)
-        if settings.get("head_init", "xavier") == "zeros":
+        if settings.head_init == "zeros":
             nn.init.zeros_(fc.weight)
         else:
             nn.init.xavier_uniform_(fc.weight)
@@ -117,13 +125,13 @@ class MTL(Method):
         s = self.settings
         opt = torch.optim.Adam(
             [
-                {"params": self.meta_params, "lr": s["ss_lr"]},
-                {"params": self.model["fc"].parameters(), "lr": s["lr"]},
+                {"params": self.meta_params, "lr": s.ss_lr},
+                {"params": self.model["fc"].parameters(), "lr": s.lr},
             ]
         )
-        step = int(s.get("lr_step") or 0)
+        step = int(s.lr_step)
         if step > 0:
-            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=step, gamma=s["lr_gamma"])
+            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=step, gamma=s.lr_gamma)
         else:
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
         return opt, sched
@@ -139,10 +147,10 @@ class MTL(Method):
         self, store: ArrayStore, generator: torch.Generator, iteration: int
     ) -> Episode:
         s = self.settings
-        args = (generator, s["way"], s["shot"], s["train_query"])
+        args = (generator, s.way, s.shot, s.train_query)
         batch = store.sample_episode(*args, self.rank_tasks, check=False)
         self.hard_in_batch = 0  # hard tasks come last in the batch
-        if self.settings.get("hard_tasks") and len(self.hard_queue) >= self.way:
+        if self.settings.hard_tasks and len(self.hard_queue) >= self.way:
             classes = torch.tensor([self.hard_queue[: self.way]], device=store.device)
             del self.hard_queue[: self.way]
             batch = _concat(batch, store.sample_episode(*args, 1, check=False, classes=classes))
@@ -160,9 +168,7 @@ class MTL(Method):
         backbone, fc = self.model["backbone"], self.model["fc"]
         with torch.no_grad():  # first order: no gradient reaches the support features
             zs = backbone.embed(xs)
-        w, bias = fit_linear_head(
-            fc.weight, fc.bias, zs, ys, steps, float(self.settings["inner_lr"])
-        )
+        w, bias = fit_linear_head(fc.weight, fc.bias, zs, ys, steps, float(self.settings.inner_lr))
         return F.linear(backbone.embed(xq).float(), w, bias)
 
     def task_scores(
@@ -174,11 +180,11 @@ class MTL(Method):
                 f"this MTL classifier has {self.way} outputs; it cannot test {way}-way"
             )
         return self.fitted_logits(
-            support_x, support_y, query_x, int(self.settings["test_inner_steps"])
+            support_x, support_y, query_x, int(self.settings.test_inner_steps)
         )
 
     def train_loss(self, batch: Episode) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        steps = int(self.settings["inner_steps"])
+        steps = int(self.settings.inner_steps)
         tasks = batch.support_x.shape[0]
         random_tasks = tasks - self.hard_in_batch
         losses, accs, failures = [], [], []
@@ -186,7 +192,7 @@ class MTL(Method):
             logits = self._task_logits(batch, b, steps)
             losses.append(F.cross_entropy(logits, batch.query_y[b]))
             accs.append((logits.argmax(1) == batch.query_y[b]).float().mean())
-            if self.settings.get("hard_tasks") and b < random_tasks:
+            if self.settings.hard_tasks and b < random_tasks:
                 worst = per_class_accuracy(logits.detach(), batch.query_y[b], batch.way).argmin()
                 failures.append(batch.classes[b, worst])
         for c in torch.stack(failures).tolist() if failures else []:  # one sync per meta-batch
@@ -209,14 +215,14 @@ class MTL(Method):
     # -- evaluation -------------------------------------------------------------------------
     @property
     def eval_chunk(self) -> int:
-        return max(1, int(self.settings["meta_batch"]))
+        return max(1, int(self.settings.meta_batch))
 
     def episode_accuracies(self, episode: Episode) -> torch.Tensor:
         if episode.way != self.way:
             raise ValueError(
                 f"this MTL classifier has {self.way} outputs; it cannot test {episode.way}-way"
             )
-        steps = int(self.settings["test_inner_steps"])
+        steps = int(self.settings.test_inner_steps)
         out = []
         with torch.no_grad():
             for b in range(episode.support_x.shape[0]):

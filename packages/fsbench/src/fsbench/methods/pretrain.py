@@ -11,6 +11,7 @@ is the same few-shot fit on the test classes: "pre-trained features + a new line
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,9 @@ from fsbench.data.store import ArrayStore, Episode
 from fsbench.methods.base import Method
 from fsbench.methods.linear_head import fit_linear_head
 from fsbench.models import build_backbone
+
+if TYPE_CHECKING:
+    from fsbench.settings import Settings
 
 
 class Pretrain(Method):
@@ -37,7 +41,9 @@ class Pretrain(Method):
         "train_query",
     )
 
-    def __init__(self, settings: dict, example_shape: tuple[int, ...], num_classes: int) -> None:
+    def __init__(
+        self, settings: Settings, example_shape: tuple[int, ...], num_classes: int
+    ) -> None:
         super().__init__(settings, example_shape, num_classes)
         self.model = build_backbone(settings, example_shape, num_classes=num_classes)
         self.steps_per_epoch = 1
@@ -45,34 +51,34 @@ class Pretrain(Method):
 
     # -- schedule by epochs -----------------------------------------------------------------
     def prepare(self, store: ArrayStore) -> None:
-        self.steps_per_epoch = max(1, math.ceil(len(store) / int(self.settings["batch_size"])))
+        self.steps_per_epoch = max(1, math.ceil(len(store) / int(self.settings.batch_size)))
 
     def iterations(self, store: ArrayStore) -> int:
         self.prepare(store)
-        return int(self.settings["epochs"]) * self.steps_per_epoch
+        return int(self.settings.epochs) * self.steps_per_epoch
 
     def eval_interval(self) -> int:
-        return int(self.settings.get("eval_every") or 0) * self.steps_per_epoch  # epochs
+        return int(self.settings.eval_every) * self.steps_per_epoch  # epochs
 
     def make_optimizer(self):
         s = self.settings
         opt = torch.optim.SGD(
             self.model.parameters(),
-            lr=s["lr"],
-            momentum=s["momentum"],
-            nesterov=s["momentum"] > 0,
-            weight_decay=s["weight_decay"],
+            lr=s.lr,
+            momentum=s.momentum,
+            nesterov=s.momentum > 0,
+            weight_decay=s.weight_decay,
         )
-        step = int(s.get("lr_step") or 0) * self.steps_per_epoch  # lr_step counts epochs here
+        step = int(s.lr_step) * self.steps_per_epoch  # lr_step counts epochs here
         if step > 0:
-            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=step, gamma=s["lr_gamma"])
+            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=step, gamma=s.lr_gamma)
         else:
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
         return opt, sched
 
     def sample_train(self, store: ArrayStore, generator: torch.Generator, iteration: int):
         """The next minibatch of this epoch's shuffled order (the last one may be smaller)."""
-        b = int(self.settings["batch_size"])
+        b = int(self.settings.batch_size)
         pos = iteration % self.steps_per_epoch
         if pos == 0 or self._order is None:
             self._order = torch.randperm(len(store), generator=generator, device=store.device)
@@ -93,7 +99,7 @@ class Pretrain(Method):
     def check(self, store: ArrayStore, split: str) -> None:
         if split not in ("train", "trainval"):
             s = self.settings
-            store.check_episode(s["way"], s["shot"], s["query"])
+            store.check_episode(s.way, s.shot, s.query)
 
     # -- few-shot evaluation: a new linear head per task ------------------------------------
     def task_scores(
@@ -108,8 +114,8 @@ class Pretrain(Method):
             zs.new_zeros(way),
             zs,
             support_y,
-            int(s["test_inner_steps"]),
-            float(s["inner_lr"]),
+            int(s.test_inner_steps),
+            float(s.inner_lr),
         )
         return F.linear(zq.float(), w, bias)
 

@@ -11,6 +11,8 @@ computed in float32 outside autocast, so mixed precision never touches them.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 
@@ -19,6 +21,9 @@ from fsbench.methods.base import Method
 from fsbench.methods.lite import CHUNK as LITE_CHUNK
 from fsbench.methods.lite import draw_subset, lite_embed
 from fsbench.models.conv4 import embedding_conv4
+
+if TYPE_CHECKING:
+    from fsbench.settings import Settings
 
 DISTANCES = ("sqeuclidean", "euclidean")
 
@@ -65,11 +70,13 @@ class ProtoNet(Method):
     name = "protonet"
     eval_settings = ("way", "shot", "query", "episodes")
 
-    def __init__(self, settings: dict, example_shape: tuple[int, ...], num_classes: int) -> None:
+    def __init__(
+        self, settings: Settings, example_shape: tuple[int, ...], num_classes: int
+    ) -> None:
         super().__init__(settings, example_shape, num_classes)
         self.model = embedding_conv4(example_shape, settings)
-        self.distance = settings.get("distance", "sqeuclidean")
-        self.lite_h = int(settings.get("lite_h") or 0)
+        self.distance = settings.distance
+        self.lite_h = int(settings.lite_h)
         self._lite_subset: torch.Tensor | None = None  # drawn with the episode
 
     def _logits(self, ep: Episode, b: int, way: int) -> torch.Tensor:
@@ -88,16 +95,16 @@ class ProtoNet(Method):
     def check(self, store: ArrayStore, split: str) -> None:
         s = self.settings
         if split in ("train", "trainval"):
-            store.check_episode(s["train_way"], s["train_shot"], s["train_query"])
+            store.check_episode(s.train_way, s.train_shot, s.train_query)
         else:
-            store.check_episode(s["way"], s["shot"], s["query"])
+            store.check_episode(s.way, s.shot, s.query)
 
     def sample_train(
         self, store: ArrayStore, generator: torch.Generator, iteration: int
     ) -> Episode:
         s = self.settings
         episode = store.sample_episode(
-            generator, s["train_way"], s["train_shot"], s["train_query"], 1, check=False
+            generator, s.train_way, s.train_shot, s.train_query, 1, check=False
         )
         if self.lite_h:  # a fresh subset each step, from the same seeded stream
             n = episode.support_x.shape[1]
@@ -112,7 +119,7 @@ class ProtoNet(Method):
         no embedding depends on the rest of its batch and the LITE estimate stays unbiased.
         """
         xs, xq = ep.support_x[0], ep.query_x[0]
-        running = self.settings.get("norm") == "running"
+        running = self.settings.norm == "running"
         if running:
             with torch.no_grad():
                 for chunk in torch.cat([xs, xq]).split(LITE_CHUNK):

@@ -20,6 +20,8 @@ representatives (see ``methods/modes.py``).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,6 +30,9 @@ from fsbench.data.store import ArrayStore
 from fsbench.errors import FsbenchError
 from fsbench.methods.modes import ModesMethod
 from fsbench.models.conv4 import Conv4, embedding_conv4
+
+if TYPE_CHECKING:
+    from fsbench.settings import Settings
 
 SIGMA = 0.5
 ALPHA = 1.0
@@ -89,25 +94,27 @@ class RepMet(ModesMethod):
 
     name = "repmet"
 
-    def __init__(self, settings: dict, example_shape: tuple[int, ...], num_classes: int) -> None:
+    def __init__(
+        self, settings: Settings, example_shape: tuple[int, ...], num_classes: int
+    ) -> None:
         super().__init__(settings, example_shape, num_classes)
         backbone = embedding_conv4(example_shape, settings)
-        self.model = RepMetNet(backbone, int(settings["embedding_dim"]), num_classes, self.modes)
-        self.sigma = float(settings.get("sigma") or SIGMA)
-        self.alpha = float(settings.get("margin", ALPHA))
+        self.model = RepMetNet(backbone, int(settings.embedding_dim), num_classes, self.modes)
+        self.sigma = float(settings.sigma)
+        self.alpha = float(settings.margin)
 
     def sample_train(
         self, store: ArrayStore, generator: torch.Generator, iteration: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         s = self.settings
-        m = min(int(s["clusters_per_batch"]), store.num_classes)
-        d = int(s["images_per_cluster"])
+        m = min(int(s.clusters_per_batch), store.num_classes)
+        d = int(s.images_per_cluster)
         idx, classes = store.sample_indices(generator, m, d, 0, 1, check=False)
         return store.to_float(store.data[idx.reshape(-1)]), classes[0].repeat_interleave(d)
 
     def check(self, store: ArrayStore, split: str) -> None:
         super().check(store, split)
-        d = int(self.settings["images_per_cluster"])
+        d = int(self.settings.images_per_cluster)
         if split in ("train", "trainval") and d > store.min_class_size:
             raise FsbenchError(
                 f"--images-per-cluster {d} is more than the {store.min_class_size} images of the "

@@ -21,9 +21,14 @@ Three normalisations, a named setting (``norm``) recorded in result.json:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from fsbench.settings import Settings
 
 NORMS = ("batch", "running", "group")
 GROUPS = 8  # GroupNorm's groups (channels not divisible by 8: one group)
@@ -190,15 +195,15 @@ class Conv4(nn.Module):
         return self.head(z) if self.head is not None else z
 
 
-def embedding_conv4(example_shape: tuple[int, ...], settings: dict) -> Conv4:
+def embedding_conv4(example_shape: tuple[int, ...], settings: Settings) -> Conv4:
     """The metric-learning embedding (ProtoNets, Magnet loss, RepMet): Conv-4 with max pooling,
     no head, flattened, its width, norm and initialisation from a run's settings."""
     return Conv4(
         example_shape,
-        hidden=settings["hidden"],
+        hidden=settings.hidden,
         num_classes=None,
         pool="max",
-        norm=settings.get("norm", "running"),
-        affine=settings.get("norm_affine", "scale+shift"),
-        init=settings.get("init", "torch"),
+        norm=settings.norm,
+        affine=settings.norm_affine,
+        init=settings.init,
     )
