@@ -70,12 +70,12 @@ def test_the_cli(tiny_doublemnist, tmp_path):
     """One line, exit 0, no result.json; the settings are the run's whatever the limit, so
     --resume with another limit continues it."""
     out = tmp_path / "run"
-    done = run(tiny_args(tiny_doublemnist.data_root, out, 100_000, "--time-limit", "0.5"))
+    done = run(tiny_args(tiny_doublemnist.data_root, out, 100_000, "--time-limit", "0.25"))
     assert done.returncode == 0, done.stderr
     line = last_line(done.stderr)
     assert done.stderr.strip() == line and done.stdout == ""
     found = re.fullmatch(
-        r"stopped at iteration (\d+) of 100000 to keep the time limit of 0\.5 min; "
+        r"stopped at iteration (\d+) of 100000 to keep the time limit of 0\.25 min; "
         r"resume with --resume",
         line,
     )
