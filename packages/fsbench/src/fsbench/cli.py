@@ -300,6 +300,11 @@ def _run_options(func):
             help="folder: seed of the class shuffle before --split-ratios (default 0)",
         ),
         click.option(
+            "--md-sources",
+            help="metadataset: comma-separated sources of every split (default: MD-v2's, "
+            "LITE's lists per split)",
+        ),
+        click.option(
             "--resize",
             type=POS,
             help="image datasets: resize every image to NxN at load (bilinear, antialias); "
@@ -480,6 +485,11 @@ def _run(method: str, dataset: str, opts: dict) -> None:
     image_size = opts.pop("image_size")
     folder_split = {"split_ratios": opts.pop("split_ratios"), "split_seed": opts.pop("split_seed")}
     data_options = _data_options(name, opts.pop("dataset_dir"), opts.pop("download"))
+    md_sources = opts.pop("md_sources", None)
+    if md_sources is not None:
+        if name != "metadataset":
+            raise FsbenchError(f"--md-sources applies to metadataset only, not {name}")
+        data_options["sources"] = md_sources
     overrides = {
         k: opts.pop(k)
         for k in list(opts)
@@ -507,7 +517,7 @@ def _run(method: str, dataset: str, opts: dict) -> None:
                 flag = "--" + key.replace("_", "-")
                 raise FsbenchError(f"{flag} applies to the folder dataset only, not {name}")
             data_options[key] = value
-    if name in USER_DATASETS:
+    if name in ("folder", "tfds"):  # metadataset has its val sources
         _user_data_validation(name, data_options, overrides)
     if resize is not None:
         if name not in MDMNIST_DATASETS + NATURAL_DATASETS + MODES_DATASETS + USER_DATASETS + (
