@@ -206,6 +206,19 @@ def _run_options(func):
             "their gradient scaled by N/H; needs --norm group or running",
         ),
         click.option(
+            "--md-episodes/--no-md-episodes",
+            default=None,
+            help="Meta-Dataset's episodes (variable way 5..50, support budget 500, imbalance, "
+            "Omniglot's alphabets, ILSVRC's hierarchy) for training, validation and test",
+        ),
+        click.option("--md-max-way", type=POS, help="MD episodes: largest way (default 50)"),
+        click.option(
+            "--md-max-support", type=POS, help="MD episodes: support set budget (default 500)"
+        ),
+        click.option("--md-way", type=POS, help="MD episodes: a fixed way"),
+        click.option("--md-shot", type=POS, help="MD episodes: a fixed shot per class"),
+        click.option("--md-query", type=POS, help="MD episodes: a fixed query per class"),
+        click.option(
             "--modes",
             type=int,
             help="magnet/repmet: K clusters (modes) per class, in training and in each test "

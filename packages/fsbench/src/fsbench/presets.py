@@ -103,6 +103,13 @@ BASE: dict = {
     "head_init": "xavier",  # MTL: the meta-learned classifier's start (TF code: Xavier uniform)
     "ss_lr": 1e-4,  # MTL: Adam lr of SS (or of the backbone with mtl_mode ft)
     "lite_h": 0,  # LITE: support images back-propagated per training task (0: all, no LITE)
+    # Meta-Dataset's variable-way/shot episodes (data/md_sampling.py) for protonet/simple_cnaps
+    "md_episodes": False,
+    "md_max_way": None,  # None: 50 (the paper's max_ways_upper_bound)
+    "md_max_support": None,  # None: 500 (the paper's max_support_set_size)
+    "md_way": None,  # fixed way (no hierarchy then), fixed shot, fixed query per class
+    "md_shot": None,
+    "md_query": None,
     # Magnet loss and RepMet
     "modes": 1,  # K clusters per class
     "clusters_per_batch": 12,  # M: Magnet clusters / RepMet classes per training batch
@@ -686,7 +693,9 @@ def resolve_settings(method: str, dataset: str, overrides: dict | None = None) -
         )
     if lite < 0:
         raise FsbenchError(f"--lite-h must be >= 1, got {lite}")
-    if lite and lite > settings["train_way"] * settings["train_shot"]:
+    if lite and not settings.get("md_episodes") and lite > settings["train_way"] * settings[
+        "train_shot"
+    ]:
         raise FsbenchError(
             f"--lite-h {lite} is larger than the training support set "
             f"({settings['train_way']} x {settings['train_shot']} = "

@@ -400,6 +400,63 @@ def parse_sources(sources: str | list[str] | tuple[str, ...] | None, split: str)
     return names
 
 
+@dataclass
+class SplitLayout:
+    """The classes of one split over the chosen sources, numbered source by source.
+
+    ``classes[k]`` is (source folder, its spec, the class id) of store class k; the hierarchy
+    lists hold store class indices.
+    """
+
+    root: Path
+    sources: list[str]
+    classes: list[tuple[Path, SourceSpec, int]]
+    names: list[str]
+    class_source: list[int]
+    superclasses: list[list[int]]
+    span_leaves: list[list[int]]
+
+    def meta(self) -> dict[str, Any]:
+        """What the episode sampler needs, JSON-able, for ``ArrayStore.meta``."""
+        return {
+            "md_sources": self.sources,
+            "md_class_source": self.class_source,
+            "md_superclasses": self.superclasses,
+            "md_span_leaves": self.span_leaves,
+        }
+
+
+def split_layout(
+    path: str | Path | None, split: str, sources: str | None = None, md_version: str = "v2"
+) -> SplitLayout:
+    """Which classes of which sources make up ``split``, checked (no record is read)."""
+    if path is None:
+        raise FsbenchError(
+            "the metadataset dataset needs --dataset-dir DIR (the converted records)"
+        )
+    if md_version not in ("v1", "v2"):
+        raise FsbenchError(f"--md-version {md_version!r}: choose v1 or v2")
+    if split == "trainval":
+        raise FsbenchError("metadataset has no trainval split: Meta-Dataset trains on train")
+    root = Path(path).expanduser()
+    chosen = parse_sources(sources, split)
+    layout = SplitLayout(root, chosen, [], [], [], [], [])
+    for si, source in enumerate(chosen):
+        folder = source_folder(root, source)
+        spec = load_spec(folder, flatten_hierarchy=md_version == "v2")
+        ids = spec.split_classes.get(split, [])
+        local = {cid: len(layout.names) + i for i, cid in enumerate(ids)}
+        for cid in ids:
+            layout.classes.append((folder, spec, cid))
+            layout.names.append(f"{source}/{spec.class_names.get(cid, cid)}")
+            layout.class_source.append(si)
+        layout.superclasses += [[local[c] for c in g] for g in spec.superclasses.get(split, [])]
+        layout.span_leaves += [[local[c] for c in g] for g in spec.span_leaves.get(split, [])]
+    if not layout.names:
+        raise FsbenchError(f"metadataset: none of {', '.join(chosen)} has {split} classes")
+    return layout
+
+
 def load_metadataset(
     split: str,
     *,
@@ -416,50 +473,23 @@ def load_metadataset(
     Classes are numbered source by source in each source's class-id order; ``meta`` carries what
     the episode sampler needs (each class's source, Omniglot's alphabets, ILSVRC's sub-graphs) as
     lists of store class indices. ``md_version`` "v2" (LITE's) puts all of a hierarchical
-    source's classes (ILSVRC) in train; "v1" keeps its sub-graph splits and hierarchy. Every class of the split is decoded, so a whole ILSVRC split is
-    for machines with that much memory; a few sources fit anywhere.
+    source's classes (ILSVRC) in train; "v1" keeps its sub-graph splits and hierarchy. Every
+    class of the split is decoded, so a whole ILSVRC split is for machines with that much memory;
+    ``RecordEpisodes`` reads only the records an episode draws.
     """
-    if path is None:
-        raise FsbenchError(
-            "the metadataset dataset needs --dataset-dir DIR (the converted records)"
-        )
     if image_size not in IMAGE_SIZES:
         raise FsbenchError(f"--image-size {image_size}: Meta-Dataset here is read at 84 or 224")
-    if md_version not in ("v1", "v2"):
-        raise FsbenchError(f"--md-version {md_version!r}: choose v1 or v2")
-    if split == "trainval":
-        raise FsbenchError("metadataset has no trainval split: Meta-Dataset trains on train")
-    root = Path(path).expanduser()
-    chosen = parse_sources(sources, split)
+    layout = split_layout(path, split, sources, md_version)
     cache_root = Path(data_root) / "metadataset-cache"
-    data, labels, names = [], [], []
-    class_source: list[int] = []
-    superclasses: list[list[int]] = []
-    span_leaves: list[list[int]] = []
-    for si, source in enumerate(chosen):
-        folder = source_folder(root, source)
-        spec = load_spec(folder, flatten_hierarchy=md_version == "v2")
-        ids = spec.split_classes.get(split, [])
-        if not ids:
-            continue
-        local = {cid: len(names) + i for i, cid in enumerate(ids)}
-        for cid in ids:
-            images = cached_class(folder, spec, cid, image_size, cache_root)
-            data.append(images)
-            labels.append(np.full(len(images), local[cid], dtype=np.int64))
-            names.append(f"{source}/{spec.class_names.get(cid, cid)}")
-            class_source.append(si)
-        superclasses += [[local[c] for c in g] for g in spec.superclasses.get(split, [])]
-        span_leaves += [[local[c] for c in g] for g in spec.span_leaves.get(split, [])]
-    if not names:
-        raise FsbenchError(f"metadataset: none of {', '.join(chosen)} has {split} classes")
+    data, labels = [], []
+    for k, (folder, spec, cid) in enumerate(layout.classes):
+        images = cached_class(folder, spec, cid, image_size, cache_root)
+        data.append(images)
+        labels.append(np.full(len(images), k, dtype=np.int64))
     meta = {
-        "source": str(root),
+        "source": str(layout.root),
         "format": "Meta-Dataset TFRecords (read without TensorFlow)",
-        "md_sources": chosen,
-        "md_class_source": class_source,
-        "md_superclasses": superclasses,
-        "md_span_leaves": span_leaves,
+        **layout.meta(),
         "image_size": image_size,
         "comparable": False,
         "not_comparable": "a Meta-Dataset split read by fsbench; compare only like with like",
@@ -468,7 +498,104 @@ def load_metadataset(
     return ArrayStore(
         torch.from_numpy(np.concatenate(data)),
         torch.from_numpy(np.concatenate(labels)),
-        names,
+        layout.names,
         device,
         meta=meta,
     )
+
+
+def record_offsets(path: Path) -> list[tuple[int, int]]:
+    """(start, length) of every record's data in a TFRecord file, from the length headers
+    (each checked against its CRC); the data CRC is checked when a record is read."""
+    out, pos = [], 0
+    with open(path, "rb") as f:
+        size = f.seek(0, 2)
+        while pos < size:
+            f.seek(pos)
+            head = f.read(12)
+            if len(head) < 12:
+                raise FsbenchError(f"{path}: truncated record header at byte {pos}")
+            if masked_crc(head[:8]) != struct.unpack("<I", head[8:])[0]:
+                raise FsbenchError(
+                    f"{path}: corrupt record {len(out)} at byte {pos} (length checksum mismatch)"
+                )
+            (length,) = struct.unpack("<Q", head[:8])
+            out.append((pos + 12, length))
+            pos += 16 + length
+    if pos != size:
+        raise FsbenchError(f"{path}: truncated record {len(out) - 1}")
+    return out
+
+
+class RecordEpisodes:
+    """Meta-Dataset episodes read straight from the records: every class file is indexed once
+    (record offsets), and each episode decodes only the records it draws.
+
+    The episode descriptions and example picks are the same draws as ``md_episode`` on the
+    split's ArrayStore with the same generator, so both give the same episodes.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        split: str,
+        *,
+        sources: str | None = None,
+        image_size: int = 84,
+        md_version: str = "v2",
+        config=None,
+    ) -> None:
+        from fsbench.data.md_sampling import EpisodeConfig, EpisodeSampler, SourceClasses
+
+        self.layout = layout = split_layout(path, split, sources, md_version)
+        self.image_size = image_size
+        self.files = [
+            folder / spec.file_pattern.format(cid) for folder, spec, cid in layout.classes
+        ]
+        self.index = [record_offsets(p) for p in self.files]
+        counts = np.array([len(i) for i in self.index], dtype=np.int64)
+        groups: dict[int, SourceClasses] = {}
+        for k, s in enumerate(layout.class_source):
+            groups.setdefault(s, SourceClasses([])).classes.append(k)
+        for g in layout.superclasses:
+            groups[layout.class_source[g[0]]].superclasses.append(list(g))
+        for g in layout.span_leaves:
+            groups[layout.class_source[g[0]]].span_leaves.append(list(g))
+        self.sampler = EpisodeSampler(
+            counts, [groups[k] for k in sorted(groups)], config or EpisodeConfig()
+        )
+
+    def read(self, k: int, position: int) -> np.ndarray:
+        """Record ``position`` of store class ``k``, checked and decoded: uint8 [3, S, S]."""
+        path = self.files[k]
+        start, length = self.index[k][position]
+        with open(path, "rb") as f:
+            f.seek(start)
+            body = f.read(length + 4)
+        if (
+            len(body) < length + 4
+            or masked_crc(body[:length]) != struct.unpack("<I", body[length:])[0]
+        ):
+            raise FsbenchError(
+                f"{path}: corrupt record {position} (data checksum mismatch); convert this "
+                "source again"
+            )
+        ex = parse_example(body[:length])
+        return decode_image(ex["image"][0], self.image_size, f"{path} record {position}")
+
+    def episode(self, generator: torch.Generator):
+        """The next episode (ragged, a batch of one, on the CPU)."""
+        from fsbench.data.md_sampling import assemble, episode_rng, pick_examples
+
+        rng = episode_rng(generator)
+        desc = self.sampler.sample(rng)
+        picks = pick_examples(desc, self.sampler.counts, rng)
+        images = [
+            torch.from_numpy(np.stack([self.read(int(c), int(p)) for p in pos]))
+            for c, pos in zip(desc.classes, picks, strict=True)
+        ]
+        return assemble(images, desc, _to_float, torch.device("cpu"))
+
+
+def _to_float(x: torch.Tensor) -> torch.Tensor:
+    return x.to(torch.float32).div_(255.0)

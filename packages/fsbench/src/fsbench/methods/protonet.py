@@ -87,7 +87,11 @@ class ProtoNet(Method):
 
     def check(self, store: ArrayStore, split: str) -> None:
         s = self.settings
-        if split in ("train", "trainval"):
+        if s.get("md_episodes"):
+            from fsbench.data.md_sampling import config_from_settings, sampler_for
+
+            sampler_for(store, config_from_settings(s))
+        elif split in ("train", "trainval"):
             store.check_episode(s["train_way"], s["train_shot"], s["train_query"])
         else:
             store.check_episode(s["way"], s["shot"], s["query"])
@@ -96,12 +100,17 @@ class ProtoNet(Method):
         self, store: ArrayStore, generator: torch.Generator, iteration: int
     ) -> Episode:
         s = self.settings
-        episode = store.sample_episode(
-            generator, s["train_way"], s["train_shot"], s["train_query"], 1, check=False
-        )
+        if s.get("md_episodes"):
+            from fsbench.data.md_sampling import config_from_settings, md_episode
+
+            episode = md_episode(store, generator, config_from_settings(s))
+        else:
+            episode = store.sample_episode(
+                generator, s["train_way"], s["train_shot"], s["train_query"], 1, check=False
+            )
         if self.lite_h:  # a fresh subset each step, from the same seeded stream
             n = episode.support_x.shape[1]
-            self._lite_subset = draw_subset(n, self.lite_h, generator, store.device)
+            self._lite_subset = draw_subset(n, min(self.lite_h, n), generator, store.device)
         return episode
 
     def _lite_logits(self, ep: Episode) -> torch.Tensor:
