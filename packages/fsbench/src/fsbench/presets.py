@@ -16,7 +16,7 @@ from fsbench.methods.protonet import DISTANCES
 from fsbench.models.conv4 import AFFINES as NORM_AFFINES
 from fsbench.models.conv4 import INITS, NORMS
 
-EPISODIC_METHODS = ("maml", "fomaml", "protonet", "mtl", "magnet", "repmet")
+EPISODIC_METHODS = ("maml", "fomaml", "protonet", "mtl", "magnet", "repmet", "simple_cnaps")
 MODES_METHODS = ("magnet", "repmet")  # classes as K clusters
 PRETRAIN_METHODS = ("pretrain",)
 MAML_METHODS = ("maml", "fomaml")
@@ -233,6 +233,30 @@ def _maml_omniglot(method: str) -> Preset:
         ),
         variants={("way", 20): {"meta_batch": 16, "inner_lr": 0.1, "inner_steps": 5}},
         tied={"query": "shot", "train_query": "shot"},
+    )
+
+
+def _simple_cnaps(dataset: str) -> Preset:
+    """Simple CNAPs: LITE's training settings (Adam 1e-3, MD episodes when asked), group norm."""
+    base = _protonet(dataset)
+    settings = {
+        **base.settings,
+        "norm": "group",  # per-image normalisation: LITE stays exact, evaluation chunks
+        "lr": 1e-3,
+        "lr_step": 0,
+        "train_way": base.settings["way"],
+        "train_query": 10,
+    }
+    return Preset(
+        "simple_cnaps",
+        dataset,
+        settings,
+        f"Bateni et al. 2020 (Simple CNAPs) + {SOURCES['lite']}: Adam 1e-3",
+        notes=(
+            "No published number on this dataset. Backbone trained with the set encoder and "
+            "FiLM generator (the papers freeze a pre-trained one; none is available offline); "
+            "group norm (LITE-exact); Mahalanobis classifier with the paper's shrinkage.",
+        ),
     )
 
 
@@ -552,6 +576,8 @@ def preset_for(method: str, dataset: str) -> Preset:
         )
     if method == "protonet":
         return _protonet(dataset)
+    if method == "simple_cnaps":
+        return _simple_cnaps(dataset)
     if method == "pretrain":
         return _pretrain(dataset)
     if method == "mtl":
@@ -687,9 +713,10 @@ def resolve_settings(method: str, dataset: str, overrides: dict | None = None) -
             )
     _check_modes(method, settings, given)
     lite = int(settings.get("lite_h") or 0)
-    if lite and method != "protonet":
+    if lite and method not in ("protonet", "simple_cnaps"):
         raise FsbenchError(
-            f"--lite-h applies to protonet (it embeds a whole support set at once), not {method}"
+            f"--lite-h applies to protonet and simple_cnaps (they embed a whole support set at "
+            f"once), not {method}"
         )
     if lite < 0:
         raise FsbenchError(f"--lite-h must be >= 1, got {lite}")

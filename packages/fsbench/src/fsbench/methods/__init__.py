@@ -11,6 +11,7 @@ from fsbench.methods.mtl import MTL
 from fsbench.methods.pretrain import Pretrain
 from fsbench.methods.protonet import ProtoNet
 from fsbench.methods.repmet import RepMet
+from fsbench.methods.simple_cnaps import SimpleCNAPs
 
 METHODS: dict[str, type[Method]] = {
     "maml": MAML,
@@ -20,6 +21,7 @@ METHODS: dict[str, type[Method]] = {
     "mtl": MTL,
     "magnet": Magnet,
     "repmet": RepMet,
+    "simple_cnaps": SimpleCNAPs,
     "logreg": Classifier,
     "mlp": Classifier,
     "cnn": Classifier,
@@ -34,13 +36,15 @@ DESCRIPTIONS: dict[str, str] = {
     "mtl": "Meta-Transfer Learning (Sun et al. 2019): scaling/shifting of a pre-trained backbone",
     "magnet": "Magnet loss (Rippel et al. 2016): K k-means clusters per class, soft vote",
     "repmet": "RepMet (Karlinsky et al. 2019): K learned representatives per class",
+    "simple_cnaps": "Simple CNAPs (Bateni et al. 2020): FiLM from a set encoder, Mahalanobis "
+    "classifier; LITE with --lite-h",
     "logreg": "MNIST-1D logistic regression 40 -> 10",
     "mlp": "MNIST-1D MLP 40 -> 100 -> 100 -> 10",
     "cnn": "MNIST-1D CNN, three strided Conv1d (25 channels)",
     "gru": "MNIST-1D bidirectional GRU, hidden 6",
 }
 
-EPISODIC = ("maml", "fomaml", "protonet", "mtl", "magnet", "repmet")
+EPISODIC = ("maml", "fomaml", "protonet", "mtl", "magnet", "repmet", "simple_cnaps")
 CLASSIFIERS = ("logreg", "mlp", "cnn", "gru")
 
 
