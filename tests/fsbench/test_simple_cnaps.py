@@ -32,13 +32,13 @@ def test_mahalanobis_logits_equal_a_hand_computation():
         covariance(zs), torch.tensor([[0.8, -0.9], [-0.9, 4.7]], dtype=torch.float64)
     )
     logits = simple_cnaps_logits(zs, ys, torch.tensor([[1.0, 1.0]], dtype=torch.float64), 2)
-    torch.testing.assert_close(
-        logits, torch.tensor([[-0.394937, -1.473364]]), atol=1e-6, rtol=0
-    )
+    torch.testing.assert_close(logits, torch.tensor([[-0.394937, -1.473364]]), atol=1e-6, rtol=0)
     means, factors = class_means_and_precisions(zs, ys, 2)
     q0 = factors[0] @ factors[0].t()
     torch.testing.assert_close(
-        q0, torch.tensor([[2.6, -0.3], [-0.3, 2.5666667]], dtype=torch.float64), atol=1e-6,
+        q0,
+        torch.tensor([[2.6, -0.3], [-0.3, 2.5666667]], dtype=torch.float64),
+        atol=1e-6,
         rtol=0,
     )
     assert covariance(zs[:1]).abs().sum() == 0  # one example: no class covariance

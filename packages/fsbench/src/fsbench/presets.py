@@ -720,9 +720,11 @@ def resolve_settings(method: str, dataset: str, overrides: dict | None = None) -
         )
     if lite < 0:
         raise FsbenchError(f"--lite-h must be >= 1, got {lite}")
-    if lite and not settings.get("md_episodes") and lite > settings["train_way"] * settings[
-        "train_shot"
-    ]:
+    if (
+        lite
+        and not settings.get("md_episodes")
+        and lite > settings["train_way"] * settings["train_shot"]
+    ):
         raise FsbenchError(
             f"--lite-h {lite} is larger than the training support set "
             f"({settings['train_way']} x {settings['train_shot']} = "
