@@ -348,6 +348,8 @@ MODES_SPLITS = {
     "last model is tested.",
     "tfds": "Your own TFDS dataset (no published number); without a val split no validation, "
     "the last model is tested.",
+    "metadataset": "Meta-Dataset's records (no published number for these methods); MD-v2's "
+    "sources per split.",
 }
 
 

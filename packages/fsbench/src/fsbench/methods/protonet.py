@@ -80,8 +80,15 @@ class ProtoNet(Method):
     ) -> torch.Tensor:
         """Logits: minus the distance to each class's prototype (the mean of its support)."""
         # One forward pass, as Snell et al.: in training, batch norm sees the whole episode; in
-        # eval() with running statistics every image is normalised on its own.
-        z = self.model(torch.cat([support_x, query_x]))
+        # eval() with running statistics every image is normalised on its own. Without
+        # gradients, in eval() and with per-image norm the pass goes in chunks (LITE_CHUNK
+        # images), so evaluation memory does not grow with the support set.
+        x = torch.cat([support_x, query_x])
+        per_image = self.settings.get("norm", "running") != "batch" and not self.model.training
+        if torch.is_grad_enabled() or not per_image:
+            z = self.model(x)
+        else:
+            z = torch.cat([self.model(c) for c in x.split(LITE_CHUNK)])
         zs, zq = z[: support_x.shape[0]], z[support_x.shape[0] :]
         return prototypical_logits(zs, support_y, zq, way, self.distance)
 
