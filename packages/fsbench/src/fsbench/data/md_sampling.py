@@ -122,6 +122,7 @@ class EpisodeSampler:
         self, counts: np.ndarray, sources: list[SourceClasses], config: EpisodeConfig
     ) -> None:
         self.counts = np.asarray(counts, dtype=np.int64)
+        self.table: np.ndarray | None = None  # [C, Kmax] store positions (``sampler_for``)
         self.config = c = config
         self.sources = [s for s in sources if s.classes]
         if not self.sources:
@@ -215,9 +216,9 @@ def sampler_for(store: ArrayStore, config: EpisodeConfig) -> EpisodeSampler:
     """The store's sampler (built once per store and config)."""
     per_store = _SAMPLERS.setdefault(store, {})
     if config not in per_store:
-        per_store[config] = EpisodeSampler(
-            store.class_counts.cpu().numpy(), sources_of(store), config
-        )
+        sampler = EpisodeSampler(store.class_counts.cpu().numpy(), sources_of(store), config)
+        sampler.table = store.class_index.cpu().numpy()  # positions of each class, read once
+        per_store[config] = sampler
     return per_store[config]
 
 
@@ -266,8 +267,7 @@ def md_episode(store: ArrayStore, generator: torch.Generator, config: EpisodeCon
     rng = episode_rng(generator)
     desc = sampler.sample(rng)
     picks = pick_examples(desc, sampler.counts, rng)
-    table = store.class_index.cpu().numpy() if store.device.type != "cpu" else store.class_index
-    rows = [np.asarray(table[int(c)])[p] for c, p in zip(desc.classes, picks, strict=True)]
+    rows = [sampler.table[int(c)][p] for c, p in zip(desc.classes, picks, strict=True)]
     sup = np.concatenate([r[: int(s)] for r, s in zip(rows, desc.support, strict=True)])
     qry = np.concatenate([r[int(s) :] for r, s in zip(rows, desc.support, strict=True)])
     dev = store.device
