@@ -44,11 +44,11 @@ def test_mahalanobis_logits_equal_a_hand_computation():
     assert covariance(zs[:1]).abs().sum() == 0  # one example: no class covariance
 
 
-def _method(backbone="conv4", lite_h=0, shape=(1, 16, 16)):
+def _method(backbone="conv4", lite_h=0, shape=(1, 16, 16), **extra):
     settings = resolve_settings(
         "simple_cnaps",
         "omniglot",
-        {"hidden": 8, "lite_h": lite_h, "backbone": backbone, "widths": [8, 8]},
+        {"hidden": 8, "lite_h": lite_h, "backbone": backbone, "widths": [8, 16], **extra},
     )
     torch.manual_seed(0)
     return build_method(settings, shape, 10)
@@ -59,6 +59,10 @@ def test_film_sits_after_every_norm_of_conv4_and_resnet12():
     assert len(conv.model.films) == 4
     res = _method("resnet12")
     assert len(res.model.films) == 2 * 3  # two blocks of three conv-norm layers
+    # batch statistics without affine terms (ResNet-12's default): channels read from a pass
+    bare = _method("resnet12", norm="batch", norm_affine="none")
+    gammas = bare.model.generator(torch.zeros(bare.model.set_encoder.dim))
+    assert [len(gm) for gm, _ in gammas] == [8, 8, 8, 16, 16, 16]
     # the untrained generator is near the identity (regularisers ~ N(0, 1e-3))
     r = torch.randn(conv.model.set_encoder.dim)
     gamma, beta = conv.model.generator(r)[0]

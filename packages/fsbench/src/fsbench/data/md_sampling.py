@@ -267,7 +267,9 @@ def md_episode(store: ArrayStore, generator: torch.Generator, config: EpisodeCon
     rng = episode_rng(generator)
     desc = sampler.sample(rng)
     picks = pick_examples(desc, sampler.counts, rng)
-    rows = [sampler.table[int(c)][p] for c, p in zip(desc.classes, picks, strict=True)]
+    table = sampler.table
+    assert table is not None  # set by sampler_for
+    rows = [table[int(c)][p] for c, p in zip(desc.classes, picks, strict=True)]
     sup = np.concatenate([r[: int(s)] for r, s in zip(rows, desc.support, strict=True)])
     qry = np.concatenate([r[int(s) :] for r, s in zip(rows, desc.support, strict=True)])
     dev = store.device

@@ -151,6 +151,7 @@ def _fields(buf: bytes) -> Iterator[tuple[int, int, Any]]:
     while pos < len(buf):
         key, pos = _varint(buf, pos)
         number, wire = key >> 3, key & 7
+        value: Any
         if wire == 0:
             value, pos = _varint(buf, pos)
         elif wire == 2:
@@ -332,8 +333,8 @@ def decode_image(data: bytes, size: int, where: str) -> np.ndarray:
     """JPEG/PNG bytes as uint8 [3, size, size] (RGB, bilinear resize)."""
     try:
         with Image.open(io.BytesIO(data)) as im:
-            im = im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
-            return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
+            rgb = im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+            return np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise FsbenchError(f"{where}: cannot decode the image ({exc})") from None
 
@@ -507,7 +508,8 @@ def load_metadataset(
 def record_offsets(path: Path) -> list[tuple[int, int]]:
     """(start, length) of every record's data in a TFRecord file, from the length headers
     (each checked against its CRC); the data CRC is checked when a record is read."""
-    out, pos = [], 0
+    out: list[tuple[int, int]] = []
+    pos = 0
     with open(path, "rb") as f:
         size = f.seek(0, 2)
         while pos < size:

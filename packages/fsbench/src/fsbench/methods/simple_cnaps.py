@@ -150,7 +150,9 @@ class FiLMGenerator(nn.Module):
 class SimpleCNAPsModel(nn.Module):
     """Backbone with FiLM after every norm, the set encoder and the FiLM generator."""
 
-    def __init__(self, backbone: nn.Module, set_encoder: SetEncoder) -> None:
+    def __init__(
+        self, backbone: nn.Module, set_encoder: SetEncoder, input_shape: tuple[int, ...]
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.films: list[FiLM] = []
@@ -161,8 +163,24 @@ class SimpleCNAPsModel(nn.Module):
                     setattr(parent, name, film)
                     self.films.append(film)
         self.set_encoder = set_encoder
-        channels = [_channels(f.norm) for f in self.films]
-        self.generator = FiLMGenerator(set_encoder.dim, channels)
+        self.generator = FiLMGenerator(set_encoder.dim, self._film_channels(input_shape))
+
+    def _film_channels(self, input_shape: tuple[int, ...]) -> list[int]:
+        """Channels at every FiLM layer, read from one forward pass of two blank images."""
+        seen: list[int] = []
+        hooks = [
+            f.register_forward_hook(lambda m, i, o: seen.append(o.shape[1])) for f in self.films
+        ]
+        was = self.backbone.training
+        try:
+            with torch.no_grad():
+                self.backbone.train()
+                self(torch.zeros(2, *input_shape))
+        finally:
+            self.backbone.train(was)
+            for h in hooks:
+                h.remove()
+        return seen
 
     def adapt(self, r: torch.Tensor) -> None:
         """Set every FiLM layer's parameters from the task representation r [dim]."""
@@ -175,15 +193,7 @@ class SimpleCNAPsModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Features of x under the current FiLM parameters."""
-        return self.backbone.embed(x)
-
-
-def _channels(norm: nn.Module) -> int:
-    if isinstance(norm, nn.GroupNorm):
-        return norm.num_channels
-    if isinstance(norm, nn.BatchNorm2d):
-        return norm.num_features
-    return int(norm.bias.shape[0] if norm.bias is not None else norm.weight.shape[0])
+        return self.backbone.embed(x)  # type: ignore[operator]
 
 
 def _chunked(fn, x: torch.Tensor, chunk: int = CHUNK) -> torch.Tensor:
@@ -201,14 +211,15 @@ class SimpleCNAPs(Method):
         backbone = build_backbone({**settings, "readout": "mean"}, example_shape)
         shape = tuple(example_shape) if len(example_shape) == 3 else (1, *example_shape)
         encoder = SetEncoder(shape[0], min(shape[1:]), int(settings.get("hidden") or 64))
-        self.model = SimpleCNAPsModel(backbone, encoder)
+        self.cnaps = SimpleCNAPsModel(backbone, encoder, shape)
+        self.model = self.cnaps
         self.lite_h = int(settings.get("lite_h") or 0)
         # evaluation passes in chunks, unless batch statistics make an embedding batch-dependent
         self.chunk = CHUNK if settings.get("norm") != "batch" else 1 << 30
         self._subsets: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def _representation(self, xs: torch.Tensor, subset: torch.Tensor | None) -> torch.Tensor:
-        enc = self.model.set_encoder
+        enc = self.cnaps.set_encoder
         z = _chunked(enc, xs, self.chunk) if subset is None else lite_embed(enc, xs, subset)
         return z.mean(0)
 
@@ -219,7 +230,7 @@ class SimpleCNAPs(Method):
         return self._logits(support_x, support_y, query_x, way, None)
 
     def _logits(self, xs, ys, xq, way, subsets) -> torch.Tensor:
-        m = self.model
+        m = self.cnaps
         m.adapt(self._representation(xs, None if subsets is None else subsets[0]))
         try:
             if subsets is None:
