@@ -212,3 +212,11 @@ def test_run_protonet_with_md_episodes_on_fixture_records(tmp_path):
     r = json.loads((out / "result.json").read_text())
     assert r["episodes"] == 3 and r["settings"]["md_episodes"] is True
     assert r["data"]["train"]["classes"] == 11 and r["data"]["test"]["classes"] == 5
+
+
+def test_md_episodes_are_refused_for_fixed_way_methods():
+    from fsbench.presets import resolve_settings
+
+    with pytest.raises(FsbenchError, match="--md-episodes applies to protonet and simple_cnaps"):
+        resolve_settings("maml", "doublemnist", {"md_episodes": True})
+    assert resolve_settings("simple_cnaps", "doublemnist", {"md_episodes": True})["md_episodes"]

@@ -720,6 +720,11 @@ def resolve_settings(method: str, dataset: str, overrides: dict | None = None) -
             f"--lite-h applies to protonet and simple_cnaps (they embed a whole support set at "
             f"once), not {method}"
         )
+    if settings.get("md_episodes") and method not in ("protonet", "simple_cnaps"):
+        raise FsbenchError(
+            f"--md-episodes applies to protonet and simple_cnaps (ragged variable-way tasks), "
+            f"not {method}"
+        )
     if lite < 0:
         raise FsbenchError(f"--lite-h must be >= 1, got {lite}")
     if (
