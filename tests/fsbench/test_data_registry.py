@@ -37,6 +37,7 @@ def test_canonical_names_and_aliases():
         "mnist-super",
         "tfds",
         "folder",
+        "metadataset",
     ]
     assert ALIASES == {
         "doubled": "doublemnist",

@@ -129,6 +129,30 @@ def _maml_omniglot(method: str) -> Preset:
     )
 
 
+def _simple_cnaps(dataset: str) -> Preset:
+    """Simple CNAPs: LITE's training settings (Adam 1e-3, MD episodes when asked), group norm."""
+    base = _protonet(dataset)
+    settings = {
+        **base.settings,
+        "norm": "group",  # per-image normalisation: LITE stays exact, evaluation chunks
+        "lr": 1e-3,
+        "lr_step": 0,
+        "train_way": base.settings["way"],
+        "train_query": 10,
+    }
+    return Preset(
+        "simple_cnaps",
+        dataset,
+        settings,
+        f"Bateni et al. 2020 (Simple CNAPs) + {SOURCES['lite']}: Adam 1e-3",
+        notes=(
+            "No published number on this dataset. Backbone trained with the set encoder and "
+            "FiLM generator (the papers freeze a pre-trained one; none is available offline); "
+            "group norm (LITE-exact); Mahalanobis classifier with the paper's shrinkage.",
+        ),
+    )
+
+
 def _protonet(dataset: str) -> Preset:
     omniglot = dataset == "omniglot"
     settings = {
@@ -405,6 +429,8 @@ def preset_for(method: str, dataset: str) -> Preset:
         return _modes(method, dataset)
     if method == "protonet":
         return _protonet(dataset)
+    if method == "simple_cnaps":
+        return _simple_cnaps(dataset)
     if method == "pretrain":
         return _pretrain(dataset)
     if method == "mtl":

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from fsbench.catalog import MAML_METHODS, MODES_METHODS
+from fsbench.catalog import LITE_METHODS, MAML_METHODS, MODES_METHODS
 from fsbench.data.registry import OPTIONS as DATA_OPTIONS_BY_DATASET
 from fsbench.errors import FsbenchError
 from fsbench.methods.maml import EXECUTIONS as MAML_EXECUTIONS
@@ -252,12 +252,34 @@ class Settings:
     )
     lite_h: int = spec(
         0,
-        "LITE (protonet): back-propagate through H random support images per task, their "
-        "gradient scaled by N/H; needs --norm group or running (default: all, no LITE)",
-        methods=("protonet",),
+        "LITE (protonet, simple_cnaps): back-propagate through H random support images per "
+        "task, their gradient scaled by N/H; needs --norm group or running (default: all, no "
+        "LITE)",
+        methods=LITE_METHODS,
         refuse_elsewhere=True,
         off=0,
         **POS,
+    )
+    # Meta-Dataset's variable-way/shot episodes (data/md_sampling.py)
+    md_episodes: bool = spec(
+        False,
+        "Meta-Dataset's episodes (variable way 5..50, support budget 500, imbalance, "
+        "Omniglot's alphabets, ILSVRC's hierarchy) for training, validation and test",
+        methods=LITE_METHODS,
+        refuse_elsewhere=True,
+    )
+    md_max_way: int | None = spec(
+        None, "MD episodes: largest way (default 50)", methods=LITE_METHODS, **POS
+    )
+    md_max_support: int | None = spec(
+        None, "MD episodes: support set budget (default 500)", methods=LITE_METHODS, **POS
+    )
+    md_way: int | None = spec(None, "MD episodes: a fixed way", methods=LITE_METHODS, **POS)
+    md_shot: int | None = spec(
+        None, "MD episodes: a fixed shot per class", methods=LITE_METHODS, **POS
+    )
+    md_query: int | None = spec(
+        None, "MD episodes: a fixed query per class", methods=LITE_METHODS, **POS
     )
     # Magnet loss and RepMet
     modes: int = spec(
@@ -380,6 +402,19 @@ DATA_SETTINGS: dict[str, tuple[Any, Spec]] = {
             datasets=_accepting("split_seed"),
             min=0,
         ),
+    ),
+    "sources": (
+        str | None,
+        Spec(
+            "metadataset: comma-separated sources of every split (default: MD-v2's, LITE's "
+            "lists per split)",
+            flag="--md-sources",
+            datasets=_accepting("sources"),
+        ),
+    ),
+    "md_version": (
+        str | None,
+        Spec("metadataset: v2 (LITE's) or v1 (the paper's) splits", cli=False),
     ),
     "resize": (
         int | None,
@@ -555,7 +590,7 @@ def check_combinations(settings: Mapping[str, Any]) -> None:
             )
     lite = int(settings["lite_h"])
     support = settings["train_way"] * settings["train_shot"]
-    if lite and lite > support:
+    if lite and lite > support and not settings["md_episodes"]:  # MD: the support size varies
         raise SettingError(
             f"{{lite_h}} {lite} is larger than the training support set "
             f"({settings['train_way']} x {settings['train_shot']} = {support} images)",

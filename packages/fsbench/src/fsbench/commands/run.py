@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from fsbench.catalog import MAML_METHODS, MDMNIST_BASED, USER_DATASETS
+from fsbench.catalog import MAML_METHODS, MDMNIST_BASED
 from fsbench.commands.common import configure_logging, dataset_name, result_line
 from fsbench.commands.options import run_options, split_run_options
 from fsbench.errors import FsbenchError
@@ -152,7 +152,7 @@ def run_command(method: str, dataset: str, opts: dict) -> None:
     name = dataset_name(dataset)
     data_options = location_options(name, ex["dataset_dir"], ex["download"])
     data_options.update(data_options_for(name, data_values))
-    if name in USER_DATASETS:
+    if name in ("folder", "tfds"):  # metadataset has its own val sources
         user_data_validation(name, data_options, overrides)
     if data_options:
         overrides["data_options"] = data_options

@@ -74,6 +74,11 @@ DATASETS["folder"] = (
     "shorter side to --image-size (default: the images' own size if all square and equal, else "
     "84) and centre crop"
 )
+DATASETS["metadataset"] = (
+    "Meta-Dataset's converted records (per-class TFRecords + dataset_spec.json per source) read "
+    "without TensorFlow from --dataset-dir; MD-v2's sources per split by default (LITE's), RGB "
+    "at --image-size 84 or 224"
+)
 ALIASES: dict[str, str] = {
     "doubled": "doublemnist",
     "tripled": "triplemnist",
@@ -115,6 +120,13 @@ OPTIONS["mnist-super"] = {**OPTIONS["doublemnist"], "parts": 3}
 OPTIONS["flowers102"] = {"path": None, "image_size": 84, "progress": True}
 OPTIONS["pets"] = {"path": None, "image_size": 84, "progress": True}
 OPTIONS["tfds"] = {"path": None, "progress": True}
+OPTIONS["metadataset"] = {
+    "path": None,
+    "sources": None,
+    "image_size": 84,
+    "md_version": "v2",
+    "progress": True,
+}
 OPTIONS["folder"] = {
     "path": None,
     "image_size": None,
@@ -224,6 +236,10 @@ def load_split(
         from fsbench.data.tfds_source import load_tfds
 
         store = load_tfds(split, data_root=root, device=dev, **opts)
+    elif canonical == "metadataset":
+        from fsbench.data.metadataset import load_metadataset
+
+        store = load_metadataset(split, data_root=root, device=dev, **opts)
     elif canonical == "folder":
         from fsbench.data.folder import load_folder
 

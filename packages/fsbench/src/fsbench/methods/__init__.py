@@ -14,6 +14,7 @@ from fsbench.methods.mtl import MTL
 from fsbench.methods.pretrain import Pretrain
 from fsbench.methods.protonet import ProtoNet
 from fsbench.methods.repmet import RepMet
+from fsbench.methods.simple_cnaps import SimpleCNAPs
 
 if TYPE_CHECKING:
     from fsbench.settings import Settings
@@ -26,6 +27,7 @@ METHODS: dict[str, type[Method]] = {
     "mtl": MTL,
     "magnet": Magnet,
     "repmet": RepMet,
+    "simple_cnaps": SimpleCNAPs,
     "logreg": Classifier,
     "mlp": Classifier,
     "cnn": Classifier,
@@ -40,6 +42,8 @@ DESCRIPTIONS: dict[str, str] = {
     "mtl": "Meta-Transfer Learning (Sun et al. 2019): scaling/shifting of a pre-trained backbone",
     "magnet": "Magnet loss (Rippel et al. 2016): K k-means clusters per class, soft vote",
     "repmet": "RepMet (Karlinsky et al. 2019): K learned representatives per class",
+    "simple_cnaps": "Simple CNAPs (Bateni et al. 2020): FiLM from a set encoder, Mahalanobis "
+    "classifier; LITE with --lite-h",
     "logreg": "MNIST-1D logistic regression 40 -> 10",
     "mlp": "MNIST-1D MLP 40 -> 100 -> 100 -> 10",
     "cnn": "MNIST-1D CNN, three strided Conv1d (25 channels)",

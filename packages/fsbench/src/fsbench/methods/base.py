@@ -195,8 +195,15 @@ class Method:
         back together in stream order, so the result does not depend on the number of ranks.
         """
         s = self.settings
-        way, shot, query = way or s.way, shot or s.shot, query or s.query
-        store.check_episode(way, shot, query)
+        md = s.md_episodes  # Meta-Dataset's episodes: one ragged task at a time
+        if md:
+            from fsbench.data.md_sampling import config_from_settings, md_episode, sampler_for
+
+            config = config_from_settings(s)
+            sampler_for(store, config)  # a split that cannot serve them fails here, clearly
+        else:
+            way, shot, query = way or s.way, shot or s.shot, query or s.query
+            store.check_episode(way, shot, query)
         rank, world = share
         accs: list[tuple[int, torch.Tensor]] = []  # (chunk number, accuracies)
         done = chunk = 0
@@ -204,8 +211,11 @@ class Method:
         self.model.eval()
         try:
             while done < episodes:
-                b = min(self.eval_chunk, episodes - done)
-                ep = store.sample_episode(generator, way, shot, query, b, check=False)
+                b = 1 if md else min(self.eval_chunk, episodes - done)
+                if md:
+                    ep = md_episode(store, generator, config)
+                else:
+                    ep = store.sample_episode(generator, way, shot, query, b, check=False)
                 if chunk % world == rank:
                     accs.append((chunk, self.episode_accuracies(ep).detach().float()))
                     if progress is not None:

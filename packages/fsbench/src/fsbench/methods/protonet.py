@@ -87,14 +87,25 @@ class ProtoNet(Method):
     ) -> torch.Tensor:
         """Logits: minus the distance to each class's prototype (the mean of its support)."""
         # One forward pass, as Snell et al.: in training, batch norm sees the whole episode; in
-        # eval() with running statistics every image is normalised on its own.
-        z = self.model(torch.cat([support_x, query_x]))
+        # eval() with running statistics every image is normalised on its own. Without
+        # gradients, in eval() and with per-image norm the pass goes in chunks (LITE_CHUNK
+        # images), so evaluation memory does not grow with the support set.
+        x = torch.cat([support_x, query_x])
+        per_image = self.settings.get("norm", "running") != "batch" and not self.model.training
+        if torch.is_grad_enabled() or not per_image:
+            z = self.model(x)
+        else:
+            z = torch.cat([self.model(c) for c in x.split(LITE_CHUNK)])
         zs, zq = z[: support_x.shape[0]], z[support_x.shape[0] :]
         return prototypical_logits(zs, support_y, zq, way, self.distance)
 
     def check(self, store: ArrayStore, split: str) -> None:
         s = self.settings
-        if split in ("train", "trainval"):
+        if s.md_episodes:
+            from fsbench.data.md_sampling import config_from_settings, sampler_for
+
+            sampler_for(store, config_from_settings(s))
+        elif split in ("train", "trainval"):
             store.check_episode(s.train_way, s.train_shot, s.train_query)
         else:
             store.check_episode(s.way, s.shot, s.query)
@@ -103,12 +114,17 @@ class ProtoNet(Method):
         self, store: ArrayStore, generator: torch.Generator, iteration: int
     ) -> Episode:
         s = self.settings
-        episode = store.sample_episode(
-            generator, s.train_way, s.train_shot, s.train_query, 1, check=False
-        )
+        if s.md_episodes:
+            from fsbench.data.md_sampling import config_from_settings, md_episode
+
+            episode = md_episode(store, generator, config_from_settings(s))
+        else:
+            episode = store.sample_episode(
+                generator, s.train_way, s.train_shot, s.train_query, 1, check=False
+            )
         if self.lite_h:  # a fresh subset each step, from the same seeded stream
             n = episode.support_x.shape[1]
-            self._lite_subset = draw_subset(n, self.lite_h, generator, store.device)
+            self._lite_subset = draw_subset(n, min(self.lite_h, n), generator, store.device)
         return episode
 
     def _lite_logits(self, ep: Episode) -> torch.Tensor:
