@@ -12,7 +12,8 @@ from fsbench.engine.trainer import save_checkpoint
 
 
 def test_tested_state_takes_the_method_state_of_the_model_it_tests(tmp_path):
-    save_checkpoint(tmp_path / "checkpoint.pt", {"model": {"w": 1}, "method": {"v": "last"}})
+    last = {"model": {"w": 1}, "method": {"v": "last"}, "iteration": 5, "settings": {}}
+    save_checkpoint(tmp_path / "checkpoint.pt", last)
     save_checkpoint(
         tmp_path / "best.pt", {"model": {"w": 2}, "method": {"v": "best"}, "iteration": 3}
     )

@@ -217,6 +217,6 @@ def test_run_protonet_with_md_episodes_on_fixture_records(tmp_path):
 def test_md_episodes_are_refused_for_fixed_way_methods():
     from fsbench.presets import resolve_settings
 
-    with pytest.raises(FsbenchError, match="--md-episodes applies to protonet and simple_cnaps"):
+    with pytest.raises(FsbenchError, match="md_episodes applies to protonet and simple_cnaps"):
         resolve_settings("maml", "doublemnist", {"md_episodes": True})
     assert resolve_settings("simple_cnaps", "doublemnist", {"md_episodes": True})["md_episodes"]

@@ -91,7 +91,7 @@ class ProtoNet(Method):
         # gradients, in eval() and with per-image norm the pass goes in chunks (LITE_CHUNK
         # images), so evaluation memory does not grow with the support set.
         x = torch.cat([support_x, query_x])
-        per_image = self.settings.get("norm", "running") != "batch" and not self.model.training
+        per_image = self.settings.norm != "batch" and not self.model.training
         if torch.is_grad_enabled() or not per_image:
             z = self.model(x)
         else:
