@@ -354,7 +354,7 @@ def _run_options(func):
     return func
 
 
-RUN_METHODS = sorted(m for m in METHODS if m != "pretrain")
+RUN_METHODS = sorted([m for m in METHODS if m != "pretrain"] + ["repmet-det", "finetune-det"])
 
 
 @main.command()
@@ -367,8 +367,26 @@ RUN_METHODS = sorted(m for m in METHODS if m != "pretrain")
     "torchrun --nproc-per-node N (several machines: run torchrun yourself, see the README)",
 )
 @_run_options
+@click.option(
+    "--backbone-weights",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="repmet-det/finetune-det: a state dict for the detector's backbone",
+)
+@click.option("--scenes", type=POS, help="repmet-det/finetune-det: training scenes of mnist-detect")
+@click.option(
+    "--finetune-steps", type=POS, help="finetune-det: Adam steps on each episode's support"
+)
 def run(method: str, dataset: str, nproc: int | None, **opts) -> int:
     """Train and evaluate METHOD on DATASET with its published protocol; a flag overrides one value."""
+    if method.lower() in ("repmet-det", "finetune-det"):  # few-shot detection: detection/run.py
+        from fsbench.commands.detection import run_detection_cli
+
+        return run_detection_cli(method.lower(), dataset, opts) or 0
+    for key in ("backbone_weights", "scenes", "finetune_steps"):
+        if opts.pop(key) is not None:
+            raise FsbenchError(
+                f"--{key.replace('_', '-')} applies to repmet-det and finetune-det only"
+            )
     if nproc is not None and nproc > 1:
         check_meta_batch(method.lower(), dataset, opts["meta_batch"], nproc)
         return launch_torchrun(nproc, click.get_current_context().find_root().command.argv)
@@ -562,8 +580,13 @@ def _run(method: str, dataset: str, opts: dict) -> None:
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def eval_(run_dir: Path, **opts) -> None:
     """Test the trained run in RUN_DIR on other episode settings, without retraining."""
+    from fsbench.detection.run import is_detection_run
     from fsbench.engine.evaluate import evaluate_run, trained_settings
 
+    if is_detection_run(run_dir):  # a detector: commands/detection.py
+        from fsbench.commands.detection import eval_detection_cli
+
+        return eval_detection_cli(run_dir, opts)
     _configure_logging(opts["quiet"])
     settings, _ = trained_settings(run_dir)
     way = opts["way"] or settings["way"]
@@ -601,8 +624,8 @@ def eval_(run_dir: Path, **opts) -> None:
 )
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="file to write (default: print to stdout)",
+    type=click.Path(path_type=Path),
+    help="file to write (default: print to stdout); a detection run: a folder",
 )
 @click.option(
     "--format",
@@ -628,10 +651,17 @@ def predict(
     Writes one row per query image: its path, the predicted class, the true class when the
     query folder has class folders, and a score (probability) per support class.
     """
+    from fsbench.detection.run import is_detection_run
     from fsbench.engine.predict import predict_folders, to_csv, to_json
     from fsbench.results import atomic_write_bytes
 
     _configure_logging(quiet)
+    if is_detection_run(run_dir):  # boxes: --out is a folder of predictions.json and PNGs
+        from fsbench.commands.detection import predict_detection_cli
+
+        return predict_detection_cli(run_dir, support, query, out, device, overwrite)
+    if out is not None and out.is_dir():
+        raise FsbenchError(f"--out {out} is a directory; give a file to write")
     if out is not None and out.exists() and not overwrite:
         raise FsbenchError(f"--out {out} exists; pass --overwrite to replace it")
     fmt = format_ or ("json" if out is not None and out.suffix.lower() == ".json" else "csv")
@@ -682,7 +712,7 @@ def what_ran(results: list[dict]) -> list[str]:
 
 
 @main.command()
-@click.argument("table", type=click.Choice(sorted(TABLES)), metavar="TABLE")
+@click.argument("table", type=click.Choice([*sorted(TABLES), "repmet-detection"]), metavar="TABLE")
 @click.option(
     "--quick", is_flag=True, help="short CPU version (minutes): fewer iterations, episodes, images"
 )
@@ -732,6 +762,12 @@ def reproduce(
     from fsbench.engine.reproduce import plan_table, run_plan
     from fsbench.tables import pivot_frame, results_frame, to_markdown, write_tables
 
+    if table == "repmet-detection":  # RepMet vs fine-tuning detectors: detection/reproduce.py
+        from fsbench.commands.detection import reproduce_detection_cli
+
+        return reproduce_detection_cli(
+            quick, out, {"data_root": data_root, "device": device, "quiet": quiet}
+        )
     _configure_logging(quiet)
     spec = TABLES[table]
     out = out or Path("reproduce") / (table + ("-quick" if quick else ""))

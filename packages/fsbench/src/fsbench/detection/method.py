@@ -45,7 +45,7 @@ class DetectionStore:
 
     def tensor(self, i: int) -> torch.Tensor:
         """Image ``i`` as a float [C, H, W] tensor in [0, 1] on the device."""
-        image = torch.from_numpy(np.ascontiguousarray(self.data.image(i)))
+        image = torch.from_numpy(np.array(self.data.image(i)))  # a writable copy
         image = image[None] if image.ndim == 2 else image.permute(2, 0, 1)
         return image.to(self.device, torch.float32) / 255.0
 

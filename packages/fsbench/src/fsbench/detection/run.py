@@ -262,3 +262,67 @@ def trained_method(run_dir: Path, data_root: Path | None, device: str):
     method.to(dev)
     method.model.eval()
     return method, settings, dev
+
+
+def evaluate_detection_run(
+    run_dir: Path,
+    out: Path,
+    *,
+    way: int | None = None,
+    shot: int | None = None,
+    query: int | None = None,
+    episodes: int | None = None,
+    seed: int | None = None,
+    data_root: Path | None = None,
+    device: str = "auto",
+    overwrite: bool = False,
+) -> dict:
+    """Test a trained detection run on other episodes (way, shot, ...) without retraining;
+    writes result.json and episodes.csv to ``out``."""
+    from fsbench.engine.run import check_out_dir
+    from fsbench.results import RESULT
+
+    out = Path(out)
+    check_out_dir(out, resume=False, overwrite=overwrite)
+    method, settings, dev = trained_method(run_dir, data_root, device)
+    asked = {"way": way, "shot": shot, "query": query, "episodes": episodes, "seed": seed}
+    settings = {**settings, **{k: v for k, v in asked.items() if v is not None}}
+    method.settings = settings
+    test_set = load_split(settings, "test", data_root)
+    store = DetectionStore(test_set, dev)
+    method.check(store, "test")
+    t0 = time.perf_counter()
+    tested = test_result(method, store, settings)
+    iterations = int(load_checkpoint(Path(run_dir) / CHECKPOINT)["iteration"])
+    result = build_detection_result(
+        settings,
+        tested,
+        dev=dev,
+        iterations=iterations,
+        timings={"eval_seconds": round(time.perf_counter() - t0, 2)},
+        data={"test": describe(test_set, "test")},
+    )
+    result["evaluated_run"] = str(run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / RESULT).unlink(missing_ok=True)
+    write_run_files(out, result, tested["res"].per_episode, curve=False)
+    return result
+
+
+def is_detection_run(run_dir: Path) -> bool:
+    """Whether RUN_DIR holds a detection run (its checkpoint's method is a detector)."""
+    from fsbench.results import RESULT, read_json
+
+    path = Path(run_dir) / RESULT
+    if path.is_file():
+        try:
+            return read_json(path).get("method") in DETECTION_METHODS
+        except ValueError:
+            return False
+    ckpt = Path(run_dir) / CHECKPOINT
+    if ckpt.is_file():
+        try:
+            return (load_checkpoint(ckpt).get("settings") or {}).get("method") in DETECTION_METHODS
+        except Exception:
+            return False
+    return False

@@ -1,0 +1,1 @@
+"""fsbench's subcommands beyond run, eval and reproduce, one module each."""
