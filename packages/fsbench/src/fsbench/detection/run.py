@@ -37,8 +37,8 @@ DETECTION_DATASETS = ("mnist-detect",)
 DEFAULTS: dict = {
     "way": 5,
     "shot": 1,
-    "query": 5,
-    "episodes": 100,
+    "query": 10,  # query images per class, as the official benchmark (Nquery_cat=10)
+    "episodes": 500,  # as the official benchmark (Nepisodes=500)
     "iterations": 3000,
     "batch_size": 4,
     "lr": 0.02,
