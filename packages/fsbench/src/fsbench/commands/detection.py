@@ -78,7 +78,7 @@ def result_line(result: dict, out: Path, fmt) -> str:
 def eval_detection_cli(run_dir: Path, opts: dict) -> None:
     """``fsbench eval`` of a detection run."""
     from fsbench.cli import _configure_logging, _fmt_pct
-    from fsbench.detection.run import evaluate_detection_run, trained_method  # noqa: F401
+    from fsbench.detection.run import evaluate_detection_run
     from fsbench.engine.trainer import load_checkpoint
 
     _configure_logging(opts["quiet"])
@@ -96,6 +96,7 @@ def eval_detection_cli(run_dir: Path, opts: dict) -> None:
         data_root=opts["data_root"],
         device=opts["device"],
         overwrite=opts["overwrite"],
+        quiet=opts["quiet"],
     )
     click.echo(result_line(result, out, _fmt_pct))
 

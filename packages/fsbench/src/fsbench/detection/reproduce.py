@@ -58,6 +58,7 @@ def reproduce_repmet_detection(
                     data_root=data_root,
                     device=device,
                     overwrite=True,
+                    quiet=quiet,
                 )
             )
     table = render(cells, quick)

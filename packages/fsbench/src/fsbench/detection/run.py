@@ -133,10 +133,20 @@ def load_backbone_weights(method: DetectionMethod, path: str | Path) -> None:
         )
 
 
-def test_result(method: DetectionMethod, store: DetectionStore, settings: dict) -> dict:
+def test_result(
+    method: DetectionMethod, store: DetectionStore, settings: dict, quiet: bool = True
+) -> dict:
     """mAP@0.5 over the test episodes, and of random boxes on the same episodes."""
+    from tqdm import tqdm
+
+    from fsbench.engine.trainer import show_progress
+
     gen = make_generator(store.device, int(settings["seed"]) + TEST_STREAM)
-    res = method.evaluate(store, gen, int(settings["episodes"]))
+    episodes = int(settings["episodes"])
+    with tqdm(
+        total=episodes, desc=f"test {settings['method']}", disable=not show_progress(quiet)
+    ) as bar:
+        res = method.evaluate(store, gen, episodes, progress=bar)
     chance = random_boxes_map(
         store.data,
         make_generator(store.device, int(settings["seed"]) + TEST_STREAM),
@@ -181,7 +191,7 @@ def run_detection(
     load_seconds = time.perf_counter() - t0
     outcome = train(method, train_store, settings, out, device=dev, resume=resume, quiet=quiet)
     t_eval = time.perf_counter()
-    tested = test_result(method, test_store, settings)
+    tested = test_result(method, test_store, settings, quiet)
     result = build_detection_result(
         settings,
         tested,
@@ -200,11 +210,14 @@ def run_detection(
 
 
 def describe(data: DetectionSet, split: str) -> dict:
+    image = data.image(0)
+    shape = [1, *image.shape] if image.ndim == 2 else [image.shape[2], *image.shape[:2]]
     return {
         "split": split,
         "images": len(data),
         "classes": len(data.classes),
         "boxes": int(sum(len(r.boxes) for r in data.records)),
+        "example_shape": shape,
     }
 
 
@@ -247,17 +260,26 @@ def build_detection_result(
 
 
 def trained_method(run_dir: Path, data_root: Path | None, device: str):
-    """The method of a finished detection run with its trained weights, its settings and the
-    training split (for ``fsbench eval`` and ``predict``)."""
+    """The method of a detection run with its trained weights, its settings and the device
+    (for ``fsbench eval`` and ``predict``; the shape and classes come from result.json)."""
     ckpt = Path(run_dir) / CHECKPOINT
     if not ckpt.is_file():
         raise FsbenchError(f"{run_dir} holds no {CHECKPOINT}; is it a detection run folder?")
     state = load_checkpoint(ckpt)
     settings = state["settings"]
     dev = resolve_device(device)
-    train_set = load_split(settings, "train", data_root)
-    shape = tuple(DetectionStore(train_set, dev).tensor(0).shape)
-    method = build_detection_method(settings, shape, len(train_set.classes))
+    from fsbench.results import RESULT, read_json
+
+    trained = {}
+    if (Path(run_dir) / RESULT).is_file():  # the training split's shape and classes
+        trained = (read_json(Path(run_dir) / RESULT).get("data") or {}).get("train") or {}
+    if "example_shape" in trained:
+        shape, classes = tuple(trained["example_shape"]), int(trained["classes"])
+    else:  # not finished yet: ask the training split itself
+        train_set = load_split(settings, "train", data_root)
+        shape = tuple(DetectionStore(train_set, dev).tensor(0).shape)
+        classes = len(train_set.classes)
+    method = build_detection_method(settings, shape, classes)
     method.model.load_state_dict(state["model"])
     method.to(dev)
     method.model.eval()
@@ -276,6 +298,7 @@ def evaluate_detection_run(
     data_root: Path | None = None,
     device: str = "auto",
     overwrite: bool = False,
+    quiet: bool = True,
 ) -> dict:
     """Test a trained detection run on other episodes (way, shot, ...) without retraining;
     writes result.json and episodes.csv to ``out``."""
@@ -292,7 +315,7 @@ def evaluate_detection_run(
     store = DetectionStore(test_set, dev)
     method.check(store, "test")
     t0 = time.perf_counter()
-    tested = test_result(method, store, settings)
+    tested = test_result(method, store, settings, quiet)
     iterations = int(load_checkpoint(Path(run_dir) / CHECKPOINT)["iteration"])
     result = build_detection_result(
         settings,
