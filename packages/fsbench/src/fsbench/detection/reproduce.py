@@ -16,8 +16,8 @@ from fsbench.results import write_json
 METHODS = ("repmet-det", "finetune-det")
 SHOTS = (1, 5)
 # quick: 600 iterations, 20 episodes of 5 query images per class (128-pixel scenes, as full);
-# measured on one thread: finetune-det's training and 1-shot test 3.2 CPU minutes together,
-# repmet-det's 5-shot test 4.2 CPU minutes (see the README)
+# measured on one thread: finetune-det's training and 1-shot test 3.2 CPU minutes together, its
+# 5-shot test 6.1, repmet-det's 5-shot test 4.2 (see the README)
 QUICK = {"iterations": 600, "episodes": 20, "query": 5}
 FULL = {"iterations": 3000, "episodes": 500, "train_scenes": 2000, "test_scenes": 500}
 
