@@ -9,6 +9,7 @@ import click
 
 from fsbench.commands.common import configure_logging, fmt_pct, result_line
 from fsbench.commands.options import data_root_option, device_option, setting_option
+from fsbench.errors import FsbenchError
 
 
 @click.command(name="eval")
@@ -29,8 +30,13 @@ from fsbench.commands.options import data_root_option, device_option, setting_op
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def eval_(run_dir: Path, **opts) -> None:
     """Test the trained run in RUN_DIR on other episode settings, without retraining."""
+    from fsbench.detection.run import is_detection_run
     from fsbench.engine.evaluate import evaluate_run, trained_settings
 
+    if is_detection_run(run_dir):  # a detector: commands/detection.py
+        from fsbench.commands.detection import eval_detection_cli
+
+        return eval_detection_cli(run_dir, opts)
     configure_logging(opts["quiet"])
     settings, _ = trained_settings(run_dir)
     way = opts["way"] or settings["way"]
@@ -68,8 +74,8 @@ def eval_(run_dir: Path, **opts) -> None:
 )
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="file to write (default: print to stdout)",
+    type=click.Path(path_type=Path),
+    help="file to write (default: print to stdout); a detection run: a folder",
 )
 @click.option(
     "--format",
@@ -95,6 +101,7 @@ def predict(
     Writes one row per query image: its path, the predicted class, the true class when the
     query folder has class folders, and a score (probability) per support class.
     """
+    from fsbench.detection.run import is_detection_run
     from fsbench.engine.predict import (
         check_output,
         predict_folders,
@@ -104,6 +111,12 @@ def predict(
     )
 
     configure_logging(quiet)
+    if is_detection_run(run_dir):  # boxes: --out is a folder of predictions.json and PNGs
+        from fsbench.commands.detection import predict_detection_cli
+
+        return predict_detection_cli(run_dir, support, query, out, device, overwrite)
+    if out is not None and out.is_dir():
+        raise FsbenchError(f"--out {out} is a directory; give a file to write")
     if out is not None:
         check_output(out, overwrite)
     fmt = format_ or ("json" if out is not None and out.suffix.lower() == ".json" else "csv")

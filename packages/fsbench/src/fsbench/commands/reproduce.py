@@ -50,7 +50,7 @@ def what_ran(results: list[dict]) -> list[str]:
 
 
 @click.command()
-@click.argument("table", type=click.Choice(sorted(TABLES)), metavar="TABLE")
+@click.argument("table", type=click.Choice([*sorted(TABLES), "repmet-detection"]), metavar="TABLE")
 @click.option(
     "--quick", is_flag=True, help="short CPU version (minutes): fewer iterations, episodes, images"
 )
@@ -97,6 +97,12 @@ def reproduce(
     from fsbench.engine.stop import process_start, stop_on_signals
     from fsbench.tables import pivot_frame, results_frame, to_markdown, write_tables
 
+    if table == "repmet-detection":  # RepMet vs fine-tuning detectors: detection/reproduce.py
+        from fsbench.commands.detection import reproduce_detection_cli
+
+        return reproduce_detection_cli(
+            quick, out, {"data_root": data_root, "device": device, "quiet": quiet}
+        )
     configure_logging(quiet)
     spec = TABLES[table]
     out = out or Path("reproduce") / (table + ("-quick" if quick else ""))

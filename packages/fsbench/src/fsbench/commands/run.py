@@ -15,7 +15,8 @@ from fsbench.errors import FsbenchError
 from fsbench.methods import METHODS
 from fsbench.settings import data_options_for
 
-RUN_METHODS = sorted(m for m in METHODS if m != "pretrain")
+DETECTORS = ("repmet-det", "finetune-det")  # few-shot detection: detection/run.py
+RUN_METHODS = sorted([m for m in METHODS if m != "pretrain"] + list(DETECTORS))
 POS = click.IntRange(min=1)
 
 
@@ -29,8 +30,26 @@ POS = click.IntRange(min=1)
     "torchrun --nproc-per-node N (several machines: run torchrun yourself, see the README)",
 )
 @run_options
+@click.option(
+    "--backbone-weights",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="repmet-det/finetune-det: a state dict for the detector's backbone",
+)
+@click.option("--scenes", type=POS, help="repmet-det/finetune-det: training scenes of mnist-detect")
+@click.option(
+    "--finetune-steps", type=POS, help="finetune-det: Adam steps on each episode's support"
+)
 def run(method: str, dataset: str, nproc: int | None, **opts) -> int:
     """Train and evaluate METHOD on DATASET with its published protocol; a flag overrides one value."""
+    if method.lower() in DETECTORS:
+        from fsbench.commands.detection import run_detection_cli
+
+        return run_detection_cli(method.lower(), dataset, opts) or 0
+    for key in ("backbone_weights", "scenes", "finetune_steps"):
+        if opts.pop(key) is not None:
+            raise FsbenchError(
+                f"--{key.replace('_', '-')} applies to repmet-det and finetune-det only"
+            )
     if nproc is not None and nproc > 1:
         check_meta_batch(method.lower(), dataset, opts["meta_batch"], nproc)
         return launch_torchrun(nproc, click.get_current_context().find_root().command.argv)

@@ -1,0 +1,137 @@
+"""The command-line side of few-shot detection: ``fsbench run repmet-det|finetune-det
+mnist-detect``, ``fsbench eval`` / ``predict`` of a detection run and ``fsbench reproduce
+repmet-detection`` call these from cli.py's commands (the functions live in ``detection/``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from fsbench.errors import FsbenchError
+
+# run options that a detection run reads, and the setting each sets
+RUN_KEYS = {
+    "way": "way",
+    "shot": "shot",
+    "query": "query",
+    "iterations": "iterations",
+    "episodes": "episodes",
+    "seed": "seed",
+    "lr": "lr",
+    "modes": "modes",
+    "sigma": "sigma",
+    "embedding_dim": "embedding_dim",
+    "batch_size": "batch_size",
+    "threads": "threads",
+    "checkpoint_every": "checkpoint_every",
+    "image_size": "scene_size",
+    "backbone_weights": "backbone_weights",
+    "scenes": "train_scenes",
+    "finetune_steps": "finetune_steps",
+}
+PLACES = ("device", "out", "resume", "overwrite", "data_root", "quiet")
+# options whose click default is not None
+DEFAULTED = {"download": False, "nproc": None}
+
+
+def run_detection_cli(method: str, dataset: str, opts: dict) -> None:
+    """``fsbench run`` of a detector: the options it reads; any other one is an error."""
+    from fsbench.commands.common import configure_logging as _configure_logging
+    from fsbench.commands.common import fmt_pct as _fmt_pct
+    from fsbench.detection.run import run_detection, settings_for
+
+    _configure_logging(opts["quiet"])
+    extra = sorted(
+        k
+        for k, v in opts.items()
+        if k not in RUN_KEYS and k not in PLACES and v not in (None, False, ())
+    )
+    if extra:
+        flag = "--" + extra[0].replace("_", "-")
+        raise FsbenchError(f"{flag} does not apply to {method}")
+    overrides = {RUN_KEYS[k]: opts.get(k) for k in RUN_KEYS}
+    if overrides["backbone_weights"] is not None:
+        overrides["backbone_weights"] = str(overrides["backbone_weights"])
+    settings = settings_for(method, dataset.lower(), **overrides)
+    default = f"{method}_{dataset}_{settings['way']}w{settings['shot']}s_seed{settings['seed']}"
+    out = opts["out"] or Path("runs") / default
+    result = run_detection(
+        settings,
+        out,
+        data_root=opts["data_root"],
+        device=opts["device"],
+        resume=opts["resume"],
+        overwrite=opts["overwrite"],
+        quiet=opts["quiet"],
+    )
+    click.echo(result_line(result, out, _fmt_pct))
+
+
+def result_line(result: dict, out: Path, fmt) -> str:
+    return (
+        f"{result['method']} on {result['dataset']} {result['way']}-way {result['shot']}-shot: "
+        f"mAP@0.5 {fmt(result['map50'])} % ± {fmt(result['ci95'])} over {result['episodes']} "
+        f"episodes (random boxes {fmt(result['random_boxes_map50'])} %); wrote {out}/result.json"
+    )
+
+
+def eval_detection_cli(run_dir: Path, opts: dict) -> None:
+    """``fsbench eval`` of a detection run."""
+    from fsbench.commands.common import configure_logging as _configure_logging
+    from fsbench.commands.common import fmt_pct as _fmt_pct
+    from fsbench.detection.run import evaluate_detection_run
+    from fsbench.engine.trainer import load_checkpoint
+
+    _configure_logging(opts["quiet"])
+    settings = load_checkpoint(Path(run_dir) / "checkpoint.pt")["settings"]
+    way, shot = opts["way"] or settings["way"], opts["shot"] or settings["shot"]
+    out = opts["out"] or Path(run_dir) / f"eval-{way}w{shot}s"
+    result = evaluate_detection_run(
+        run_dir,
+        out,
+        way=opts["way"],
+        shot=opts["shot"],
+        query=opts["query"],
+        episodes=opts["episodes"],
+        seed=opts["seed"],
+        data_root=opts["data_root"],
+        device=opts["device"],
+        overwrite=opts["overwrite"],
+        quiet=opts["quiet"],
+    )
+    click.echo(result_line(result, out, _fmt_pct))
+
+
+def predict_detection_cli(
+    run_dir: Path, support: Path, query: Path, out: Path | None, device: str, overwrite: bool
+) -> None:
+    """``fsbench predict`` of a detection run: --out is a folder (default RUN_DIR/predict)."""
+    from fsbench.detection.predict import predict_folder
+
+    out = out or Path(run_dir) / "predict"
+    if (out / "predictions.json").exists() and not overwrite:
+        raise FsbenchError(f"--out {out} holds predictions.json; pass --overwrite to replace it")
+    doc = predict_folder(run_dir, support, query, out, device=device)
+    boxes = sum(len(im["boxes"]) for im in doc["images"])
+    click.echo(
+        f"{len(doc['images'])} images, {boxes} boxes of {len(doc['classes'])} classes "
+        f"({doc['shot']}-shot); wrote {out}/predictions.json and a PNG per image"
+    )
+
+
+def reproduce_detection_cli(quick: bool, out: Path | None, opts: dict) -> None:
+    """``fsbench reproduce repmet-detection``."""
+    from fsbench.commands.common import configure_logging as _configure_logging
+    from fsbench.detection.reproduce import reproduce_repmet_detection
+
+    _configure_logging(opts["quiet"])
+    out = out or Path("reproduce") / ("repmet-detection" + ("-quick" if quick else ""))
+    reproduce_repmet_detection(
+        out,
+        quick=quick,
+        data_root=opts["data_root"],
+        device=opts["device"],
+        quiet=opts["quiet"],
+        echo=click.echo,
+    )

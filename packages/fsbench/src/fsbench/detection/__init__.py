@@ -1,0 +1,1 @@
+"""Few-shot object detection: scenes and VOC/COCO readers, the detector with the DML head, mAP."""

@@ -1,0 +1,264 @@
+"""The two few-shot detectors as engine methods, so that the engine's training loop (seeded
+batches, checkpoints, exact resume, metrics log, progress) drives them unchanged.
+
+- ``repmet-det``: the Faster R-CNN with RepMet's DML head, trained on the base (train) classes;
+  in a test episode the support boxes' embeddings replace the representatives.
+- ``finetune-det``: the same detector with a linear box classifier trained on the base classes;
+  in a test episode a new linear classifier (background + way classes) is trained on the ROI
+  features of the support images (boxes with IoU >= 0.5 to a support box: its class; the other
+  proposals: background), everything else frozen (the paper's fine-tuning baseline).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fsbench.detection.chance import episode_seed
+from fsbench.detection.dataset import DetectionSet
+from fsbench.detection.detector import DMLHead, LinearHead, build_detector, roi_embeddings
+from fsbench.detection.episodes import DetectionEpisode, check_episodes, sample_episode
+from fsbench.detection.metrics import episode_map
+from fsbench.methods.base import EvalResult, Method, episode_ci
+
+DETECTION_METHODS = ("repmet-det", "finetune-det")
+WARMUP = 100  # iterations of linear learning-rate warm-up (torchvision's detection reference)
+
+
+@dataclass
+class DetectionStore:
+    """What the engine's loop needs of a split: the data and the device batches go to."""
+
+    data: DetectionSet
+    device: torch.device
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.data.classes)
+
+    def tensor(self, i: int) -> torch.Tensor:
+        """Image ``i`` as a float [C, H, W] tensor in [0, 1] on the device."""
+        image = torch.from_numpy(np.array(self.data.image(i)))  # a writable copy
+        image = image[None] if image.ndim == 2 else image.permute(2, 0, 1)
+        return image.to(self.device, torch.float32) / 255.0
+
+
+class DetectionMethod(Method):
+    """A Faster R-CNN trained on whole scenes; tested on few-shot detection episodes (mAP@0.5)."""
+
+    eval_settings = ("way", "shot", "query", "episodes", "finetune_steps", "finetune_lr")
+
+    def __init__(self, settings: dict, example_shape: tuple[int, ...], num_classes: int) -> None:
+        super().__init__(settings, example_shape, num_classes)
+        s = settings
+        self.head = "dml" if s["method"] == "repmet-det" else "linear"
+        self.name = s["method"]
+        self.model = build_detector(
+            self.head,
+            num_classes,
+            in_channels=int(example_shape[0]),
+            image_size=int(example_shape[-1]),
+            backbone=s["backbone"],
+            fpn_channels=int(s["fpn_channels"]),
+            representation=int(s["representation"]),
+            modes=int(s["modes"]),
+            embedding_dim=int(s["embedding_dim"]),
+            sigma=float(s["sigma"]),
+            rois_per_image=int(s["rois_per_image"]),
+        )
+
+    @property
+    def predictor(self) -> nn.Module:
+        return self.model.roi_heads.box_predictor
+
+    def make_optimizer(self):
+        """SGD with momentum 0.9 and weight decay 1e-4 (torchvision's detection reference), a
+        linear warm-up over the first ``WARMUP`` iterations, x0.1 at 2/3 of the run."""
+        s = self.settings
+        opt = torch.optim.SGD(
+            self.model.parameters(), lr=float(s["lr"]), momentum=0.9, weight_decay=1e-4
+        )
+        total = int(s["iterations"])
+
+        def factor(it: int) -> float:
+            warm = min(1.0, (it + 1) / WARMUP)
+            return warm * (0.1 if it >= 2 * total // 3 else 1.0)
+
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+    def check(self, store: DetectionStore, split: str) -> None:
+        if split == "test":
+            s = self.settings
+            check_episodes(store.data, int(s["way"]), int(s["shot"]), int(s["query"]), split)
+
+    def sample_train(self, store: DetectionStore, generator: torch.Generator, iteration: int):
+        """``batch_size`` scenes drawn uniformly (with their boxes, labels 1..C)."""
+        n = int(self.settings["batch_size"])
+        picks = torch.randint(len(store), (n,), generator=generator, device=store.device)
+        images, targets = [], []
+        for i in picks.tolist():
+            rec = store.data.records[i]
+            images.append(store.tensor(i))
+            targets.append(
+                {
+                    "boxes": torch.as_tensor(rec.boxes, device=store.device).reshape(-1, 4),
+                    "labels": torch.as_tensor(rec.labels + 1, device=store.device),
+                }
+            )
+        return images, targets
+
+    def train_loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        images, targets = batch
+        losses = self.model(images, targets)
+        loss = sum(losses.values())
+        metrics = {k: v.detach() for k, v in losses.items()}
+        metrics["loss"] = loss.detach()
+        metrics["accuracy"] = self.roi_accuracy()
+        return loss, metrics
+
+    def roi_accuracy(self) -> torch.Tensor:
+        """Accuracy of the box classifier on the ROIs just sampled (background included)."""
+        heads = self.model.roi_heads
+        logits = getattr(self.predictor, "last_logits", None)
+        if logits is None or heads.sampled_labels is None:
+            return torch.zeros(())
+        return (logits.argmax(1) == heads.sampled_labels).float().mean()
+
+    # -- test episodes ------------------------------------------------------------------------
+    def support_features(self, store: DetectionStore, ep: DetectionEpisode) -> torch.Tensor:
+        """Box-head features [way*shot, representation] of the support boxes, class-major."""
+        images = [store.tensor(i) for i, _ in ep.support]
+        boxes = [torch.as_tensor(b, device=store.device).reshape(1, 4) for _, b in ep.support]
+        return roi_embeddings(self.model, images, boxes)
+
+    def detect(self, store: DetectionStore, ep: DetectionEpisode) -> list[dict]:
+        """Detections on the episode's queries with the head set for the episode (labels
+        0..way-1), as numpy arrays."""
+        out = []
+        for i in ep.queries:
+            det = self.model([store.tensor(i)])[0]
+            out.append(
+                {
+                    "boxes": det["boxes"].cpu().numpy(),
+                    "scores": det["scores"].cpu().numpy(),
+                    "labels": det["labels"].cpu().numpy() - 1,
+                }
+            )
+        return out
+
+    def episode_detections(
+        self, store: DetectionStore, ep: DetectionEpisode, seed: int
+    ) -> list[dict]:
+        """Set the head for the episode, detect on its queries, restore the head."""
+        raise NotImplementedError
+
+    def evaluate(
+        self,
+        store: DetectionStore,
+        generator: torch.Generator,
+        episodes: int,
+        progress=None,
+        way: int | None = None,
+        shot: int | None = None,
+        query: int | None = None,
+        share: tuple[int, int] = (0, 1),
+        gather=None,
+    ) -> EvalResult:
+        """mAP@0.5 over ``episodes`` test episodes, its mean and 95% CI."""
+        s = self.settings
+        way, shot, query = int(way or s["way"]), int(shot or s["shot"]), int(query or s["query"])
+        check_episodes(store.data, way, shot, query, "test")
+        maps = []
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for _ in range(episodes):
+                seed = episode_seed(generator)
+                ep = sample_episode(store.data, np.random.default_rng(seed), way, shot, query)
+                with torch.no_grad():
+                    detections = self.episode_detections(store, ep, seed)
+                maps.append(episode_map(detections, ep.targets))
+                if progress is not None:
+                    progress.update(1)
+        finally:
+            self.model.train(was_training)
+        return episode_ci(maps)
+
+    def summary(self) -> dict:
+        return {"parameters": sum(p.numel() for p in self.model.parameters()), "head": self.head}
+
+
+class RepMetDetector(DetectionMethod):
+    """repmet-det: the support boxes' embeddings become the representatives (K = shot)."""
+
+    def episode_detections(self, store, ep, seed):
+        head: DMLHead = self.predictor
+        support = head.embedding(self.support_features(store, ep))
+        head.set_episode(support, ep.shot)
+        try:
+            return self.detect(store, ep)
+        finally:
+            head.set_episode(None)
+
+
+class FinetuneDetector(DetectionMethod):
+    """finetune-det: a new linear classifier trained on the episode's support ROIs."""
+
+    def support_rois(self, store, ep) -> tuple[torch.Tensor, torch.Tensor]:
+        """Box-head features and labels (0 background, 1..way) of the support images' proposals
+        and support boxes."""
+        from torchvision.ops import box_iou
+
+        features, labels = [], []
+        for (i, box), c in zip(ep.support, ep.support_labels.tolist(), strict=True):
+            image = [store.tensor(i)]
+            image_list, _ = self.model.transform(image)
+            feats = self.model.backbone(image_list.tensors)
+            proposals = self.model.rpn(image_list, feats)[0][0]
+            scale = image_list.image_sizes[0][0] / image[0].shape[-2]
+            gt = torch.as_tensor(box, device=store.device).reshape(1, 4) * scale
+            rois = torch.cat([gt, proposals])
+            iou = box_iou(rois, gt)[:, 0]
+            pooled = self.model.roi_heads.box_roi_pool(feats, [rois], image_list.image_sizes)
+            features.append(self.model.roi_heads.box_head(pooled))
+            labels.append(torch.where(iou >= 0.5, c + 1, 0))
+        return torch.cat(features), torch.cat(labels)
+
+    def episode_detections(self, store, ep, seed):
+        s = self.settings
+        trained: LinearHead = self.predictor
+        x, y = self.support_rois(store, ep)
+        way = len(ep.classes)
+        gen = torch.Generator(device="cpu").manual_seed(seed % (2**63))
+        classifier = nn.Linear(x.shape[1], way + 1).to(x.device)
+        with torch.no_grad():
+            classifier.weight.copy_(torch.randn(classifier.weight.shape, generator=gen) * 0.01)
+            classifier.bias.zero_()
+        opt = torch.optim.Adam(classifier.parameters(), lr=float(s["finetune_lr"]))
+        with torch.enable_grad():
+            for _ in range(int(s["finetune_steps"])):
+                loss = F.cross_entropy(classifier(x), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        episode_head = LinearHead(x.shape[1], way).to(x.device)
+        episode_head.cls_score = classifier
+        episode_head.bbox_pred = trained.bbox_pred
+        self.model.roi_heads.box_predictor = episode_head
+        try:
+            return self.detect(store, ep)
+        finally:
+            self.model.roi_heads.box_predictor = trained
+
+
+def build_detection_method(settings: dict, example_shape, num_classes: int) -> DetectionMethod:
+    """The method object of ``settings['method']``."""
+    cls = RepMetDetector if settings["method"] == "repmet-det" else FinetuneDetector
+    return cls(settings, example_shape, num_classes)
