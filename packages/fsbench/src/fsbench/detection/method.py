@@ -11,7 +11,7 @@ batches, checkpoints, exact resume, metrics log, progress) drives them unchanged
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ class DetectionStore:
 
     data: DetectionSet
     device: torch.device
+    meta: dict = field(default_factory=dict)  # as ArrayStore.meta (no recorded input transform)
 
     def __len__(self) -> int:
         return len(self.data)
@@ -77,6 +78,14 @@ class DetectionMethod(Method):
     @property
     def predictor(self) -> nn.Module:
         return self.model.roi_heads.box_predictor
+
+    # The detectors keep their settings in a plain dict (detection/run.py's DEFAULTS), not in the
+    # classification methods' frozen Settings: read them by key.
+    def iterations(self, store) -> int:
+        return int(self.settings["iterations"])
+
+    def eval_interval(self) -> int:
+        return int(self.settings.get("eval_every") or 0)
 
     def make_optimizer(self):
         """SGD with momentum 0.9 and weight decay 1e-4 (torchvision's detection reference), a

@@ -173,40 +173,43 @@ def run_detection(
     dev = resolve_device(device)
     if resume:
         check_resume(out, settings)
-    prepare_out_dir(out, resume, overwrite)
-    configure_backend(dev)
-    if settings.get("threads"):
-        torch.set_num_threads(int(settings["threads"]))
-    seed_everything(int(settings["seed"]))
-    t0 = time.perf_counter()
-    train_set = load_split(settings, "train", data_root)
-    test_set = load_split(settings, "test", data_root)
-    train_store, test_store = DetectionStore(train_set, dev), DetectionStore(test_set, dev)
-    shape = tuple(train_store.tensor(0).shape)
-    method = build_detection_method(settings, shape, len(train_set.classes))
-    method.check(test_store, "test")
-    if settings.get("backbone_weights"):
-        load_backbone_weights(method, settings["backbone_weights"])
-    method.to(dev)
-    load_seconds = time.perf_counter() - t0
-    outcome = train(method, train_store, settings, out, device=dev, resume=resume, quiet=quiet)
-    t_eval = time.perf_counter()
-    tested = test_result(method, test_store, settings, quiet)
-    result = build_detection_result(
-        settings,
-        tested,
-        dev=dev,
-        iterations=outcome.iteration,
-        timings={
-            "load_seconds": round(load_seconds, 2),
-            "train_seconds": round(outcome.seconds, 2),
-            "eval_seconds": round(time.perf_counter() - t_eval, 2),
-        },
-        data={"train": describe(train_set, "train"), "test": describe(test_set, "test")},
-    )
-    result["summary"] = method.summary()
-    write_run_files(out, result, tested["res"].per_episode, curve=True)
-    return result
+    lock = prepare_out_dir(out, resume, overwrite)  # one writer: OUT's lock until we return
+    try:
+        configure_backend(dev)
+        if settings.get("threads"):
+            torch.set_num_threads(int(settings["threads"]))
+        seed_everything(int(settings["seed"]))
+        t0 = time.perf_counter()
+        train_set = load_split(settings, "train", data_root)
+        test_set = load_split(settings, "test", data_root)
+        train_store, test_store = DetectionStore(train_set, dev), DetectionStore(test_set, dev)
+        shape = tuple(train_store.tensor(0).shape)
+        method = build_detection_method(settings, shape, len(train_set.classes))
+        method.check(test_store, "test")
+        if settings.get("backbone_weights"):
+            load_backbone_weights(method, settings["backbone_weights"])
+        method.to(dev)
+        load_seconds = time.perf_counter() - t0
+        outcome = train(method, train_store, settings, out, device=dev, resume=resume, quiet=quiet)
+        t_eval = time.perf_counter()
+        tested = test_result(method, test_store, settings, quiet)
+        result = build_detection_result(
+            settings,
+            tested,
+            dev=dev,
+            iterations=outcome.iteration,
+            timings={
+                "load_seconds": round(load_seconds, 2),
+                "train_seconds": round(outcome.seconds, 2),
+                "eval_seconds": round(time.perf_counter() - t_eval, 2),
+            },
+            data={"train": describe(train_set, "train"), "test": describe(test_set, "test")},
+        )
+        result["summary"] = method.summary()
+        write_run_files(out, result, tested["res"].per_episode, curve=True)
+        return result
+    finally:
+        lock.release()
 
 
 def describe(data: DetectionSet, split: str) -> dict:
