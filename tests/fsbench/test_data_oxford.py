@@ -16,7 +16,7 @@ import torch
 from cli_errors import assert_one_line_error
 from click.testing import CliRunner
 from fsbench.cli import main
-from fsbench.data import describe_split, images, load_split
+from fsbench.data import describe_split, images, load_split, transform
 from fsbench.data import oxford as ox
 from fsbench.errors import FsbenchError
 from PIL import Image
@@ -297,10 +297,10 @@ def test_image_size_option_is_checked(tmp_path):
 def test_fit_square_keeps_the_centre():
     left_right = np.zeros((10, 30, 3), dtype=np.uint8)
     left_right[:, 10:20] = 255  # a white centre third between black sides
-    square = np.asarray(images.fit_square(Image.fromarray(left_right), 5))
+    square = np.asarray(transform.fit_square(Image.fromarray(left_right), 5))
     assert square.shape == (5, 5, 3) and square[:, 1:4].min() == 255
     assert square.min() > 200  # only the filter's edge taps reach the black sides
-    tall = np.asarray(images.fit_square(Image.fromarray(left_right.transpose(1, 0, 2)), 5))
+    tall = np.asarray(transform.fit_square(Image.fromarray(left_right.transpose(1, 0, 2)), 5))
     assert np.array_equal(tall, square.transpose(1, 0, 2))
 
 

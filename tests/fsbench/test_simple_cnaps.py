@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import torch
@@ -48,7 +49,7 @@ def _method(backbone="conv4", lite_h=0, shape=(1, 16, 16), **extra):
     settings = resolve_settings(
         "simple_cnaps",
         "omniglot",
-        {"hidden": 8, "lite_h": lite_h, "backbone": backbone, "widths": [8, 16], **extra},
+        {"hidden": 8, "lite_h": lite_h, "backbone": backbone, "widths": [4, 4, 8, 8], **extra},
     )
     torch.manual_seed(0)
     return build_method(settings, shape, 10)
@@ -58,11 +59,11 @@ def test_film_sits_after_every_norm_of_conv4_and_resnet12():
     conv = _method()
     assert len(conv.model.films) == 4
     res = _method("resnet12")
-    assert len(res.model.films) == 2 * 3  # two blocks of three conv-norm layers
+    assert len(res.model.films) == 4 * 3  # four blocks of three conv-norm layers
     # batch statistics without affine terms (ResNet-12's default): channels read from a pass
     bare = _method("resnet12", norm="batch", norm_affine="none")
     gammas = bare.model.generator(torch.zeros(bare.model.set_encoder.dim))
-    assert [len(gm) for gm, _ in gammas] == [8, 8, 8, 16, 16, 16]
+    assert [len(gm) for gm, _ in gammas] == [4, 4, 4, 4, 4, 4, 8, 8, 8, 8, 8, 8]
     # the untrained generator is near the identity (regularisers ~ N(0, 1e-3))
     r = torch.randn(conv.model.set_encoder.dim)
     gamma, beta = conv.model.generator(r)[0]
@@ -109,8 +110,7 @@ def test_lite_gradient_with_film_is_unbiased_over_every_pair_of_subsets():
 def test_trains_on_ragged_md_episodes_and_evaluates_chunked():
     store = synthetic_images(classes=8, per_class=12, size=16)
     method = _method(lite_h=3, shape=store.example_shape)
-    method.settings["md_episodes"] = True
-    method.settings["md_max_way"] = 6
+    method.settings = dataclasses.replace(method.settings, md_episodes=True, md_max_way=6)
     gen = store.generator(0)
     batch = method.sample_train(store, gen, 0)
     assert batch.shot == 0 and 5 <= batch.way <= 6
