@@ -23,7 +23,7 @@ import torch
 from fsbench.engine import distributed
 from fsbench.engine.trainer import train
 from fsbench.methods import build_method
-from fsbench.presets import resolve_settings
+from fsbench.resolve import resolve_settings
 from fsbench.synthetic import synthetic_images
 
 RESULTS = Path(__file__).parent / "results"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 from fsbench.methods import build_method
-from fsbench.presets import resolve_settings
+from fsbench.resolve import resolve_settings
 from fsbench.synthetic import synthetic_images
 
 RESULTS = Path(__file__).parent / "results"

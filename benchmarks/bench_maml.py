@@ -27,7 +27,7 @@ import torch
 from fsbench.engine.device import autocast
 from fsbench.methods import build_method
 from fsbench.methods.step_cost import count_step
-from fsbench.presets import resolve_settings
+from fsbench.resolve import resolve_settings
 from fsbench.synthetic import synthetic_images
 
 RESULTS = Path(__file__).parent / "results"

@@ -9,7 +9,7 @@ import torch
 from fsbench.engine import run_setting
 from fsbench.engine.evaluate import evaluate_run
 from fsbench.errors import FsbenchError
-from fsbench.presets import resolve_settings
+from fsbench.resolve import resolve_settings
 from fsbench.synthetic import synthetic_loader
 from robust_helpers import checkpoint_iteration
 

@@ -10,7 +10,7 @@ from cli_errors import assert_one_line_error
 from click.testing import CliRunner
 from fsbench.cli import main
 from fsbench.engine import run_setting
-from fsbench.presets import resolve_settings
+from fsbench.resolve import resolve_settings
 from fsbench.synthetic import synthetic_loader
 
 
@@ -230,7 +230,7 @@ def test_plot_draws_several_runs_labelled_by_their_difference(tmp_path):
     )
     assert r.exit_code == 0, r.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    from fsbench.presets import semantic
+    from fsbench.settings import semantic
     from fsbench.tables import differing_settings
 
     settings = [

@@ -25,7 +25,7 @@ from fsbench.errors import FsbenchError
 from fsbench.methods import build_method
 from fsbench.methods.maml_graph import GraphedMetaBatch, MetaBatchLoss
 from fsbench.methods.protonet import prototypical_logits
-from fsbench.presets import resolve_settings
+from fsbench.resolve import resolve_settings
 from fsbench.synthetic import synthetic_images, synthetic_loader
 
 HAS_CUDA = torch.cuda.is_available()

@@ -95,7 +95,7 @@ def test_missing_or_corrupt_files_are_one_line(tmp_path):
     assert_one_line_error(r, "Error: Fashion-MNIST")
     assert not (tmp_path / "o").exists()
     with pytest.raises(FsbenchError, match="no preset for maml on fashionmnist"):
-        from fsbench.presets import resolve_settings
+        from fsbench.resolve import resolve_settings
 
         resolve_settings("maml", "fashionmnist", {})
 

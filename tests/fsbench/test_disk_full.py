@@ -21,7 +21,7 @@ from fsbench.cli import main
 from fsbench.data import diskcache
 from fsbench.engine import run_setting
 from fsbench.engine.predict import write_predictions
-from fsbench.presets import resolve_settings
+from fsbench.resolve import resolve_settings
 from fsbench.results import DiskFullError, read_metrics
 from fsbench.synthetic import synthetic_loader
 from fsbench.tables import write_tables

@@ -18,7 +18,7 @@ from fsbench.engine import distributed, run_setting
 from fsbench.engine import run as engine_run
 from fsbench.errors import FsbenchError
 from fsbench.methods import build_method
-from fsbench.presets import resolve_settings
+from fsbench.resolve import resolve_settings
 from fsbench.results import read_metrics
 from fsbench.synthetic import synthetic_loader
 

@@ -11,7 +11,7 @@ from fsbench.engine.device import resolve_device, resolve_precision
 from fsbench.engine.trainer import train
 from fsbench.errors import FsbenchError
 from fsbench.methods import build_method
-from fsbench.presets import resolve_settings
+from fsbench.resolve import resolve_settings
 from fsbench.results import read_metrics
 from fsbench.synthetic import synthetic_loader
 

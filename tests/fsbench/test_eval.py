@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from fsbench.cli import main
 from fsbench.engine import run_setting
 from fsbench.engine.evaluate import evaluate_run
-from fsbench.presets import resolve_settings
+from fsbench.resolve import resolve_settings
 from fsbench.synthetic import synthetic_loader
 
 LOAD = synthetic_loader(size=16, classes=12, per_class=8)

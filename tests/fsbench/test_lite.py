@@ -15,7 +15,7 @@ from fsbench.methods import build_method
 from fsbench.methods.lite import lite_embed
 from fsbench.methods.protonet import prototypical_logits
 from fsbench.models.conv4 import Conv4
-from fsbench.presets import resolve_settings
+from fsbench.resolve import resolve_settings
 from fsbench.synthetic import synthetic_images
 
 

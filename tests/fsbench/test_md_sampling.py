@@ -215,7 +215,7 @@ def test_run_protonet_with_md_episodes_on_fixture_records(tmp_path):
 
 
 def test_md_episodes_are_refused_for_fixed_way_methods():
-    from fsbench.presets import resolve_settings
+    from fsbench.resolve import resolve_settings
 
     with pytest.raises(FsbenchError, match="md_episodes applies to protonet and simple_cnaps"):
         resolve_settings("maml", "doublemnist", {"md_episodes": True})

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from fsbench.methods import build_method
 from fsbench.methods.protonet import prototypes, prototypical_logits, squared_distances
-from fsbench.presets import resolve_settings
+from fsbench.resolve import resolve_settings
 from fsbench.synthetic import synthetic_images, synthetic_signals
 from torch.func import functional_call
 

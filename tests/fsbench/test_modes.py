@@ -16,7 +16,7 @@ from fsbench.errors import FsbenchError
 from fsbench.methods import build_method
 from fsbench.methods.clusters import kmeans, support_modes
 from fsbench.methods.repmet import repmet_loss
-from fsbench.presets import resolve_settings
+from fsbench.resolve import resolve_settings
 from fsbench.synthetic import synthetic_images
 
 
@@ -275,7 +275,8 @@ def test_missing_dataset_folder_is_one_error_line(tmp_path):
 # -- the modes table and the command line ----------------------------------------------------------
 def test_modes_table_cells_differ_in_method_and_modes_only():
     from fsbench.engine.reproduce import cell_settings
-    from fsbench.presets import TABLES, differences
+    from fsbench.settings import differences
+    from fsbench.table_specs import TABLES
 
     spec = TABLES["modes"]
     assert len(spec.cells) == 10 and spec.rows_are == "method"

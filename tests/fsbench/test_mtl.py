@@ -17,7 +17,7 @@ from fsbench.errors import FsbenchError
 from fsbench.methods import build_method
 from fsbench.models.resnet12 import ResNet12
 from fsbench.models.scale_shift import SSConv2d, add_scale_shift
-from fsbench.presets import resolve_settings
+from fsbench.resolve import resolve_settings
 from fsbench.synthetic import synthetic_images, synthetic_loader
 
 TINY = {"widths": [4, 8, 8, 16]}

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 from fsbench.errors import FsbenchError
-from fsbench.presets import TABLES, deviations, preset_for, published, resolve_settings
+from fsbench.presets import preset_for
+from fsbench.published import published
+from fsbench.resolve import deviations, resolve_settings
+from fsbench.table_specs import TABLES
 
 
 def test_maml_multidigit_preset_is_the_multidigitmnist_readme():
@@ -173,7 +176,7 @@ def test_every_table_cell_resolves(quick):
 
 def test_lite_table_rows_differ_in_lite_only():
     from fsbench.engine.reproduce import cell_settings
-    from fsbench.presets import differences
+    from fsbench.settings import differences
 
     spec = TABLES["lite"]
     by = {(c.row, c.column): cell_settings(spec, c, 0, False, {}, 1) for c in spec.cells}

@@ -6,7 +6,7 @@ import pytest
 import torch
 from fsbench.methods import build_method
 from fsbench.methods.lite import CHUNK
-from fsbench.presets import resolve_settings
+from fsbench.resolve import resolve_settings
 
 
 @pytest.mark.parametrize("norm", ["group", "running"])

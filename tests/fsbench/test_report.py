@@ -23,8 +23,8 @@ from cli_errors import assert_one_line_error
 from click.testing import CliRunner
 from fsbench.cli import main
 from fsbench.engine import run_setting
-from fsbench.presets import resolve_settings
 from fsbench.report import build_report
+from fsbench.resolve import resolve_settings
 from fsbench.synthetic import synthetic_loader
 from fsbench.tables import load_results, results_frame
 from PIL import Image

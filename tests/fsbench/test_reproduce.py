@@ -8,7 +8,7 @@ from pathlib import Path
 from cli_errors import assert_one_line_error
 from click.testing import CliRunner
 from fsbench.cli import main
-from fsbench.presets import TABLES
+from fsbench.table_specs import TABLES
 
 
 def reproduce(out: Path, *extra: str):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-from fsbench.presets import TABLES
 from fsbench.results import MetricsLog, read_metrics, write_json
+from fsbench.table_specs import TABLES
 from fsbench.tables import (
     load_results,
     match_cells,

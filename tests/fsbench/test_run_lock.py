@@ -17,8 +17,9 @@ from fsbench.cli import main
 from fsbench.engine import run_lock, run_setting
 from fsbench.engine.reproduce import plan_table
 from fsbench.errors import FsbenchError
-from fsbench.presets import TABLES, resolve_settings
+from fsbench.resolve import resolve_settings
 from fsbench.synthetic import synthetic_loader
+from fsbench.table_specs import TABLES
 from PIL import Image
 from robust_helpers import last_line, lines, start, tiny_args, wait_for
 

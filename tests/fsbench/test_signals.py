@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fsbench.engine import run_setting, stop
 from fsbench.methods.protonet import ProtoNet
-from fsbench.presets import resolve_settings
+from fsbench.resolve import resolve_settings
 from fsbench.results import read_metrics
 from fsbench.synthetic import synthetic_loader
 from robust_helpers import checkpoint_iteration, last_line, lines, start, tiny_args, wait_for

@@ -15,7 +15,7 @@ from fsbench.methods.simple_cnaps import (
     covariance,
     simple_cnaps_logits,
 )
-from fsbench.presets import resolve_settings
+from fsbench.resolve import resolve_settings
 from fsbench.synthetic import synthetic_images
 
 

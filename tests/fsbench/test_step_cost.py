@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from fsbench.methods import build_method
 from fsbench.methods.step_cost import StepCost, count_step
-from fsbench.presets import resolve_settings
+from fsbench.resolve import resolve_settings
 from fsbench.synthetic import synthetic_images
 
 

@@ -16,7 +16,7 @@ from cli_errors import assert_one_line_error
 from click.testing import CliRunner
 from fsbench.cli import main
 from fsbench.engine import run_setting
-from fsbench.presets import resolve_settings
+from fsbench.resolve import resolve_settings
 from fsbench.results import read_json, read_metrics
 from fsbench.synthetic import synthetic_loader
 

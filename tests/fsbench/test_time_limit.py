@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from fsbench.cli import main
 from fsbench.engine import run_setting, stop
-from fsbench.presets import resolve_settings
+from fsbench.resolve import resolve_settings
 from fsbench.results import read_metrics
 from fsbench.synthetic import synthetic_loader
 from robust_helpers import checkpoint_iteration, last_line, run, tiny_args

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fsbench import catalog
 from fsbench.catalog import (
     CLASSIFIER_METHODS,
     MODES_DATASETS,
@@ -448,24 +447,3 @@ def _maml_folder(method: str, dataset: str) -> Preset:
     source = f"the DoubleMNIST MAML preset ({base.source}) applied to your own images"
     mine = "No published number: your own images. Settings as the DoubleMNIST preset."
     return Preset(method, dataset, base.settings, source, notes=(mine, *base.notes))
-
-
-# Names that moved out of this module, by their new home; importing them from here still works.
-_MOVED = {
-    "fsbench.resolve": ("resolve_settings", "preset_defaults", "deviations", "UNUSED"),
-    "fsbench.settings": ("BASE", "CHOICES", "EXECUTION_KEYS", "semantic", "differences"),
-    "fsbench.published": ("PUBLISHED", "PUBLISHED_SOURCE", "published", "published_source"),
-    "fsbench.table_specs": ("TABLES", "Cell", "TableSpec", "PRETRAINED_IN_TABLE"),
-}
-
-
-def __getattr__(name: str):
-    """The moved names (PEP 562), e.g. ``from fsbench.presets import resolve_settings``."""
-    import importlib
-
-    if hasattr(catalog, name):
-        return getattr(catalog, name)
-    for module, names in _MOVED.items():
-        if name in names:
-            return getattr(importlib.import_module(module), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -119,7 +119,7 @@ POSITIVE = {"min": 0, "min_open": True}
 class Settings:
     """The settings of one run, complete and checked: what every method, model and the engine read.
 
-    Built by ``fsbench.presets.resolve_settings`` (BASE, the preset, then the user's values);
+    Built by ``fsbench.resolve.resolve_settings`` (BASE, the preset, then the user's values);
     ``as_dict()`` is the layout result.json and checkpoints record.
     """
 
