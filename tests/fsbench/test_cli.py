@@ -78,8 +78,22 @@ def test_way_larger_than_classes_and_shot_query_too_large(tiny_doublemnist, tmp_
         *common,
     )
     assert_one_line_error(r, "--shot", "25")
+    # validation episodes larger than the val split (16 classes) are refused before training
+    r = invoke(
+        "run",
+        "protonet",
+        "doubled",
+        "--train-way",
+        "5",
+        "--val-way",
+        "17",
+        "--out",
+        str(tmp_path / "c"),
+        *common,
+    )
+    assert_one_line_error(r, "val split", "--val-way")
     # A rejected run leaves nothing behind, not even an empty OUT folder.
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert not any((tmp_path / d).exists() for d in ("a", "b", "c"))
 
 
 def test_corrupt_dataset_file_is_one_line(tiny_doublemnist, tmp_path):

@@ -122,6 +122,23 @@ def check_split(method: Method, store: ArrayStore, dataset: str, split: str) -> 
         raise FsbenchError(f"{dataset} {split} split: {exc}") from exc
 
 
+def check_validation(store: ArrayStore, settings: dict, dataset: str) -> None:
+    """The validation episodes (val_way, val_shot: trainer.validate's shape) must fit the val
+    split before OUT exists, not at the first validation with half a run written."""
+    if settings["md_episodes"]:  # Meta-Dataset's episodes take their way from the split
+        return
+    way = settings["val_way"] or settings["way"]
+    shot = settings["val_shot"] or settings["train_shot"]
+    try:
+        store.check_episode(way, shot, settings["query"])
+    except (ValueError, FsbenchError):  # its message names --way/--shot: say which episodes
+        raise FsbenchError(
+            f"{dataset} val split ({store.num_classes} classes, the smallest of "
+            f"{store.min_class_size} images): validation episodes of {way}-way {shot}-shot "
+            f"{settings['query']}-query do not fit; set --val-way / --val-shot, or --eval-every 0"
+        ) from None
+
+
 def check_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
     """Refuse to clobber an earlier run in OUT unless --resume or --overwrite; touches nothing."""
     earlier = [p for p in (RESULT, CHECKPOINT, PREVIOUS) if (out / p).exists()]
@@ -499,6 +516,8 @@ def _run_setting(
     check_split(method, test_store, name, "test")
     if val_store is not None:
         check_split(method, val_store, name, "val")
+        if settings["method"] not in CLASSIFIER_METHODS:
+            check_validation(val_store, settings, name)
     if not quiet:
         stores = [(train_split, train_store), ("val", val_store), ("test", test_store)]
         label = test_store.meta.get("label", name)
