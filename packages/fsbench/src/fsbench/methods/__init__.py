@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from torch import nn
+
 from fsbench.methods.base import EvalResult, Method
 from fsbench.methods.classifier import Classifier
 from fsbench.methods.magnet import Magnet
@@ -52,18 +54,23 @@ DESCRIPTIONS: dict[str, str] = {
 
 
 def build_method(
-    settings: Settings | Mapping[str, Any], example_shape: tuple[int, ...], num_classes: int
+    settings: Settings | Mapping[str, Any],
+    example_shape: tuple[int, ...],
+    num_classes: int,
+    backbone: nn.Module | None = None,
 ) -> Method:
     """The method named by ``settings.method``, its model built for ``example_shape``.
 
-    A settings dict (as resolve_settings returns and runs record) becomes the frozen ``Settings``
+    ``backbone``: a user's module in place of the preset's network. A settings dict (as resolve_settings returns and runs record) becomes the frozen ``Settings``
     every method reads; keys an older run's record lacks take their declared defaults.
     """
     from fsbench.settings import Settings  # fsbench.settings imports the methods' choices
 
     if not isinstance(settings, Settings):
         settings = Settings.from_dict(settings)
-    return METHODS[settings.method](settings, example_shape, num_classes)
+    return METHODS[settings.method](
+        backbone, settings=settings, example_shape=example_shape, num_classes=num_classes
+    )
 
 
 __all__ = [

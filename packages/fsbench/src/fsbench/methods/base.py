@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -54,14 +54,62 @@ class Method:
     name = "method"
     # settings that only the test evaluation reads: a trained run can be evaluated on others
     eval_settings: tuple[str, ...] = ("query", "episodes")
+    # the preset a method built without a dataset takes its defaults from (your own data's)
+    default_dataset = "folder"
 
     def __init__(
-        self, settings: Settings, example_shape: tuple[int, ...], num_classes: int
+        self,
+        backbone: nn.Module | None = None,
+        *,
+        settings: Settings | Mapping[str, Any] | None = None,
+        dataset: str | None = None,
+        example_shape: Sequence[int] | None = None,
+        num_classes: int | None = None,
+        **overrides: Any,
     ) -> None:
-        self.settings = settings
-        self.example_shape = tuple(example_shape)
+        """Two ways in. The engine passes complete ``settings`` (a run's record) with the data's
+        ``example_shape`` and ``num_classes``. A user passes a ``backbone`` (any ``nn.Module``;
+        None: the preset's Conv-4/ResNet-12) and settings by keyword (``distance="euclidean"``):
+        they are resolved over the preset of ``dataset`` (default: your own data's, "folder")
+        and checked as the command line checks them (errors name the parameter).
+        """
+        from fsbench.settings import Settings as _Settings  # settings imports the methods
+
+        if settings is None:
+            from fsbench.resolve import resolve_settings
+
+            resolved = resolve_settings(self.name, dataset or self.default_dataset, overrides)
+            settings = _Settings.from_dict(resolved)
+        elif overrides or dataset is not None:
+            raise TypeError("give either complete settings= or dataset= and keyword settings")
+        elif not isinstance(settings, _Settings):
+            settings = _Settings.from_dict(settings)
+        self.settings: Settings = settings
+        self.given: dict[str, Any] = dict(overrides)  # what the user set (kept by for_data)
+        self.backbone = backbone  # the user's module, or None for the preset's network
+        self.example_shape = tuple(example_shape) if example_shape is not None else None
         self.num_classes = num_classes
         self.model: nn.Module = nn.Identity()
+
+    def shape(self) -> tuple[int, ...]:
+        """The example shape the default network is built for; a one-line error when unknown."""
+        if self.example_shape is None:
+            raise TypeError(
+                f"{type(self).__name__}: give example_shape= (the shape of one example) to build "
+                "the preset's network, or pass your own backbone"
+            )
+        return self.example_shape
+
+    def for_data(self, dataset: str, example_shape: Sequence[int], num_classes: int) -> Method:
+        """The same method (its class, the user's backbone module and keyword settings) built
+        for a dataset: its preset's defaults under what the user set, its shape and classes."""
+        return type(self)(
+            self.backbone,
+            dataset=dataset,
+            example_shape=example_shape,
+            num_classes=num_classes,
+            **self.given,
+        )
 
     def to(self, device: torch.device) -> Method:
         self.model.to(device)

@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from fsbench.data.store import ArrayStore
 from fsbench.methods.base import EvalResult, Method, binomial_ci
 from fsbench.models.mnist1d import build_mnist1d_model
-
-if TYPE_CHECKING:
-    from fsbench.settings import Settings
 
 
 class Classifier(Method):
     """Minibatch cross-entropy training; accuracy on the whole test split with a binomial CI."""
 
     eval_settings = ()
+    name = "mlp"  # one class for the four MNIST-1D models: the settings' method names which
+    default_dataset = "mnist1d"
 
-    def __init__(
-        self, settings: Settings, example_shape: tuple[int, ...], num_classes: int
-    ) -> None:
-        super().__init__(settings, example_shape, num_classes)
+    def __init__(self, backbone: nn.Module | None = None, **kw: Any) -> None:
+        super().__init__(backbone, **kw)
+        settings, example_shape, num_classes = self.settings, self.shape(), self.num_classes
         self.name = settings.method
         length = 1
         for d in example_shape:

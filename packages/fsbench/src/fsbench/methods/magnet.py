@@ -20,17 +20,15 @@ drives them on a Conv-4 embedding (the ProtoNets backbone, so that only the loss
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
+from torch import nn
 
 from fsbench.data.store import ArrayStore
 from fsbench.methods.clusters import kmeans
 from fsbench.methods.modes import ModesMethod
 from fsbench.models.conv4 import embedding_conv4
-
-if TYPE_CHECKING:
-    from fsbench.settings import Settings
 
 ALPHA = 1.0  # the paper's cluster-separation margin
 
@@ -120,10 +118,9 @@ class Magnet(ModesMethod):
 
     name = "magnet"
 
-    def __init__(
-        self, settings: Settings, example_shape: tuple[int, ...], num_classes: int
-    ) -> None:
-        super().__init__(settings, example_shape, num_classes)
+    def __init__(self, backbone: nn.Module | None = None, **kw: Any) -> None:
+        super().__init__(backbone, **kw)
+        settings, example_shape = self.settings, self.shape()
         self.model = embedding_conv4(example_shape, settings)
         self.alpha = float(settings.margin)
         self.refresh_every = int(settings.refresh_every)  # 0: once per epoch

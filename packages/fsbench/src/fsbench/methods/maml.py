@@ -16,10 +16,11 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from fsbench.data.store import ArrayStore, Episode
@@ -27,9 +28,6 @@ from fsbench.errors import FsbenchError
 from fsbench.methods.base import Method
 from fsbench.methods.maml_graph import GRAPH_PATHS, GraphedMetaBatch
 from fsbench.models.conv4 import Conv4
-
-if TYPE_CHECKING:
-    from fsbench.settings import Settings
 
 log = logging.getLogger("fsbench")
 
@@ -69,10 +67,9 @@ class MAML(Method):
     first_order = False
     eval_settings = ("query", "episodes", "test_inner_steps")
 
-    def __init__(
-        self, settings: Settings, example_shape: tuple[int, ...], num_classes: int
-    ) -> None:
-        super().__init__(settings, example_shape, num_classes)
+    def __init__(self, backbone: nn.Module | None = None, **kw: Any) -> None:
+        super().__init__(backbone, **kw)
+        settings, example_shape = self.settings, self.shape()
         self.way = settings.way
         self.model = Conv4(
             example_shape,

@@ -10,17 +10,15 @@ prototype of Prototypical Networks.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
+from torch import nn
 
 from fsbench.data.store import ArrayStore, Episode
 from fsbench.errors import FsbenchError
 from fsbench.methods.base import Method
 from fsbench.methods.clusters import kmeans, support_modes
-
-if TYPE_CHECKING:
-    from fsbench.settings import Settings
 
 CLUSTER_SEED = 0  # k-means++ seeding of test-episode modes: fixed, apart from the episode stream
 
@@ -44,10 +42,9 @@ class ModesMethod(Method):
 
     eval_settings = ("way", "shot", "query", "episodes")
 
-    def __init__(
-        self, settings: Settings, example_shape: tuple[int, ...], num_classes: int
-    ) -> None:
-        super().__init__(settings, example_shape, num_classes)
+    def __init__(self, backbone: nn.Module | None = None, **kw: Any) -> None:
+        super().__init__(backbone, **kw)
+        settings = self.settings
         self.modes = int(settings.modes)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:

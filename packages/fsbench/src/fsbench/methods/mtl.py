@@ -24,7 +24,7 @@ meta-batch gets one more task made of them, with fresh support and query example
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -35,9 +35,6 @@ from fsbench.methods.base import Method
 from fsbench.methods.linear_head import fit_linear_head, per_class_accuracy
 from fsbench.models import build_backbone
 from fsbench.models.scale_shift import add_scale_shift
-
-if TYPE_CHECKING:
-    from fsbench.settings import Settings
 
 MODES = ("ss", "ft")
 
@@ -63,10 +60,9 @@ class MTL(Method):
     name = "mtl"
     eval_settings = ("query", "episodes", "test_inner_steps")
 
-    def __init__(
-        self, settings: Settings, example_shape: tuple[int, ...], num_classes: int
-    ) -> None:
-        super().__init__(settings, example_shape, num_classes)
+    def __init__(self, backbone: nn.Module | None = None, **kw: Any) -> None:
+        super().__init__(backbone, **kw)
+        settings, example_shape = self.settings, self.shape()
         self.mode = settings.mtl_mode
         if self.mode not in MODES:
             raise ValueError(f"mtl_mode must be one of {MODES}, got {self.mode!r}")

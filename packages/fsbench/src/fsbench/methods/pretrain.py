@@ -11,18 +11,16 @@ is the same few-shot fit on the test classes: "pre-trained features + a new line
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from fsbench.data.store import ArrayStore, Episode
 from fsbench.methods.base import Method
 from fsbench.methods.linear_head import fit_linear_head
 from fsbench.models import build_backbone
-
-if TYPE_CHECKING:
-    from fsbench.settings import Settings
 
 
 class Pretrain(Method):
@@ -41,10 +39,9 @@ class Pretrain(Method):
         "train_query",
     )
 
-    def __init__(
-        self, settings: Settings, example_shape: tuple[int, ...], num_classes: int
-    ) -> None:
-        super().__init__(settings, example_shape, num_classes)
+    def __init__(self, backbone: nn.Module | None = None, **kw: Any) -> None:
+        super().__init__(backbone, **kw)
+        settings, example_shape, num_classes = self.settings, self.shape(), self.num_classes
         self.model = build_backbone(settings, example_shape, num_classes=num_classes)
         self.steps_per_epoch = 1
         self._order: torch.Tensor | None = None  # this epoch's permutation of the training split

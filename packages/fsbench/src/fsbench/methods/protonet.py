@@ -11,19 +11,17 @@ computed in float32 outside autocast, so mixed precision never touches them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from fsbench.data.store import ArrayStore, Episode
 from fsbench.methods.base import Method
 from fsbench.methods.lite import CHUNK as LITE_CHUNK
 from fsbench.methods.lite import draw_subset, lite_embed
 from fsbench.models.conv4 import embedding_conv4
-
-if TYPE_CHECKING:
-    from fsbench.settings import Settings
 
 DISTANCES = ("sqeuclidean", "euclidean")
 
@@ -70,10 +68,9 @@ class ProtoNet(Method):
     name = "protonet"
     eval_settings = ("way", "shot", "query", "episodes")
 
-    def __init__(
-        self, settings: Settings, example_shape: tuple[int, ...], num_classes: int
-    ) -> None:
-        super().__init__(settings, example_shape, num_classes)
+    def __init__(self, backbone: nn.Module | None = None, **kw: Any) -> None:
+        super().__init__(backbone, **kw)
+        settings, example_shape = self.settings, self.shape()
         self.model = embedding_conv4(example_shape, settings)
         self.distance = settings.distance
         self.lite_h = int(settings.lite_h)

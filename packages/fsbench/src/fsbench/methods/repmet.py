@@ -20,7 +20,7 @@ representatives (see ``methods/modes.py``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -30,9 +30,6 @@ from fsbench.data.store import ArrayStore
 from fsbench.errors import FsbenchError
 from fsbench.methods.modes import ModesMethod
 from fsbench.models.conv4 import Conv4, embedding_conv4
-
-if TYPE_CHECKING:
-    from fsbench.settings import Settings
 
 SIGMA = 0.5
 ALPHA = 1.0
@@ -94,10 +91,9 @@ class RepMet(ModesMethod):
 
     name = "repmet"
 
-    def __init__(
-        self, settings: Settings, example_shape: tuple[int, ...], num_classes: int
-    ) -> None:
-        super().__init__(settings, example_shape, num_classes)
+    def __init__(self, backbone: nn.Module | None = None, **kw: Any) -> None:
+        super().__init__(backbone, **kw)
+        settings, example_shape, num_classes = self.settings, self.shape(), self.num_classes
         backbone = embedding_conv4(example_shape, settings)
         self.model = RepMetNet(backbone, int(settings.embedding_dim), num_classes, self.modes)
         self.sigma = float(settings.sigma)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -37,9 +37,6 @@ from fsbench.methods.base import Method
 from fsbench.methods.lite import CHUNK, draw_subset, lite_embed
 from fsbench.models import build_backbone
 from fsbench.models.conv4 import BatchStatNorm
-
-if TYPE_CHECKING:
-    from fsbench.settings import Settings
 
 NORM_LAYERS = (nn.BatchNorm2d, nn.GroupNorm, BatchStatNorm)
 
@@ -211,10 +208,9 @@ class SimpleCNAPs(Method):
     name = "simple_cnaps"
     eval_settings = ("way", "shot", "query", "episodes")
 
-    def __init__(
-        self, settings: Settings, example_shape: tuple[int, ...], num_classes: int
-    ) -> None:
-        super().__init__(settings, example_shape, num_classes)
+    def __init__(self, backbone: nn.Module | None = None, **kw: Any) -> None:
+        super().__init__(backbone, **kw)
+        settings, example_shape = self.settings, self.shape()
         backbone = build_backbone(dataclasses.replace(settings, readout="mean"), example_shape)
         shape = tuple(example_shape) if len(example_shape) == 3 else (1, *example_shape)
         encoder = SetEncoder(shape[0], min(shape[1:]), settings.hidden)
