@@ -8,6 +8,7 @@ What a setting is and its default: fsbench.settings; applying a preset: fsbench.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from fsbench.catalog import (
     CLASSIFIER_METHODS,
@@ -154,7 +155,7 @@ def _simple_cnaps(dataset: str) -> Preset:
 
 def _protonet(dataset: str) -> Preset:
     omniglot = dataset == "omniglot"
-    settings = {
+    settings: dict[str, Any] = {
         "way": 5,
         "shot": 1,
         "query": 15,

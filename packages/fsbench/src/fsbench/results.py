@@ -99,11 +99,12 @@ def format_bytes(n: int) -> str:
     """12 bytes, 3.4 kB, 1.2 MB, 5.6 GB (powers of 1000, like df -H)."""
     if n < 1000:
         return f"{n} bytes"
+    size = float(n)
     for unit in ("kB", "MB", "GB", "TB"):
-        n /= 1000
-        if n < 1000 or unit == "TB":
+        size /= 1000
+        if size < 1000 or unit == "TB":
             break
-    return f"{n:.1f} {unit}"
+    return f"{size:.1f} {unit}"
 
 
 def free_space(path: Path) -> str:

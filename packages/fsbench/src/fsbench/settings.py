@@ -438,7 +438,8 @@ def _specs() -> dict[str, tuple[Any, Spec, Any]]:
     hints = typing.get_type_hints(Settings)
     out = {}
     for f in dataclasses.fields(Settings):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        factory = f.default_factory
+        default = f.default if f.default is not dataclasses.MISSING else factory()  # type: ignore[misc,operator]
         out[f.name] = (hints[f.name], f.metadata["spec"], default)
     return out
 
@@ -559,7 +560,7 @@ def check_declared(settings: Mapping[str, Any], given: Mapping[str, Any]) -> Non
         elsewhere = name in given and given[name] != s.off and method not in (s.methods or ())
         if s.refuse_elsewhere and elsewhere:
             raise SettingError(
-                f"{{{name}}} applies to {' and '.join(s.methods)}, not {method}", name
+                f"{{{name}}} applies to {' and '.join(s.methods or ())}, not {method}", name
             )
         check_value(name, settings.get(name), tp, s)
 

@@ -22,8 +22,8 @@ def list_() -> None:
         click.echo(f"  {m:<10} {DESCRIPTIONS[m]}")
     click.echo("Datasets:")
     back: dict[str, list[str]] = {}
-    for a, t in ALIASES.items():
-        back.setdefault(t, []).append(a)
+    for alias_, target in ALIASES.items():
+        back.setdefault(target, []).append(alias_)
     for d, desc in DATASETS.items():
         alias = f" (alias {', '.join(back[d])})" if d in back else ""
         click.echo(f"  {d}{alias}: {desc}")

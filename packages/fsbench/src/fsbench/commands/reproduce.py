@@ -133,6 +133,7 @@ def reproduce(
             if item.action == "keep":
                 continue
             res = item.result
+            assert res is not None  # every cell not kept has run by now
             how = {"eval": f"evaluated from {item.trained_in}", "resume": "resumed"}.get(
                 item.action, "trained"
             )

@@ -15,6 +15,7 @@ import uuid
 import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +53,8 @@ def save_arrays(path: Path, fingerprint_: str, **arrays: np.ndarray) -> None:
     """Write ``arrays`` and the sources' fingerprint to ``path`` atomically (uncompressed npz)."""
     try:
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.savez(f, **arrays, **{FINGERPRINT_KEY: np.array(fingerprint_)})
+            payload: dict[str, Any] = {**arrays, FINGERPRINT_KEY: np.array(fingerprint_)}
+            np.savez(f, **payload)
     except OSError as e:  # a read-only or full data root only costs speed, never correctness
         why = str(disk_full_error(path, e)) if e.errno in DISK_FULL_ERRNOS else f"{path} ({e})"
         log.warning("could not write the cache: %s; will decode again next time", why)

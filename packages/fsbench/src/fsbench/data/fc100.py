@@ -71,7 +71,10 @@ def download_archive(folder: Path) -> Path:
         tmp.mkdir()
         for m in members:
             name = Path(m.name).name
-            with tar.extractfile(m) as src:
+            src = tar.extractfile(m)
+            if src is None:  # not a regular file's data (filtered above): nothing to copy
+                continue
+            with src:
                 (tmp / name).write_bytes(src.read())
     return folder / ARCHIVE
 

@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 from zlib_ng import zlib_ng
 
-InflateError = zlib_ng.error  # a damaged chunk
+InflateError: type[Exception] = zlib_ng.error  # type: ignore[assignment]  # a damaged chunk (the stub types the class as an instance)
 
 
 def _plain_deflate(dset: h5py.Dataset) -> bool:

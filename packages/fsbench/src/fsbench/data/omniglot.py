@@ -404,14 +404,14 @@ def load_omniglot(
         "transform": omniglot_transform().to_dict(),
     }
     if not full:
-        label = (
+        title = (
             "Omniglot (small background sets, alphabet-disjoint)"
             if source.kind == "small"
             else f"Omniglot ({len(characters)} characters, alphabet-disjoint)"
         )
         meta.update(
             comparable=False,
-            label=label,
+            label=title,
             not_comparable="not the full Omniglot: published numbers use 1,623 characters and "
             "the published split",
         )

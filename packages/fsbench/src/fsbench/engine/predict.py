@@ -21,6 +21,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -261,7 +262,7 @@ def to_json(pred: Prediction) -> str:
     """The predictions, the classes, what the scores mean and (labelled queries) the accuracy."""
     rows = []
     for i, (path, guess) in enumerate(zip(pred.files, pred.predicted, strict=True)):
-        row = {"image": str(path), "predicted_class": guess}
+        row: dict[str, Any] = {"image": str(path), "predicted_class": guess}
         if pred.truth is not None:
             row["true_class"] = pred.truth[i]
         row["scores"] = dict(

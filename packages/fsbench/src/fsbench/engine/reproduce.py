@@ -244,6 +244,7 @@ def _run_plan(
         if halt is not None:
             raise RunStopped(None, None, *halt, where=str(item.out))
         s = item.settings
+        assert item.trained_in is not None  # an "eval" cell names the run it evaluates
         item.result = evaluate_run(
             item.trained_in,
             item.out,

@@ -161,7 +161,8 @@ class Conv4(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d | nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
         if init == "cbfinn" and self.head is not None:
             nn.init.normal_(self.head.weight, 0.0, 1.0)
 
