@@ -51,6 +51,7 @@ class BatchStatNorm(nn.Module):
             raise ValueError(f"affine must be one of {AFFINES}, got {affine!r}")
         self.weight = nn.Parameter(torch.ones(channels)) if affine == "scale+shift" else None
         self.bias = nn.Parameter(torch.zeros(channels)) if affine != "none" else None
+        self.channels = channels
         self.eps = eps
         self.fused = fused
 
@@ -67,6 +68,13 @@ class BatchStatNorm(nn.Module):
         if self.bias is not None:
             shift = shift + self.bias.view(shape)
         return torch.addcmul(shift, x, scale)
+
+
+def set_fused_norm(module: nn.Module, fused: bool) -> None:
+    """Every BatchStatNorm in ``module``: the fused kernel (loops) or the primitive form (vmap)."""
+    for m in module.modules():
+        if isinstance(m, BatchStatNorm):
+            m.fused = fused
 
 
 def make_norm(channels: int, norm: str, affine: str) -> nn.Module:
@@ -161,7 +169,8 @@ class Conv4(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d | nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
         if init == "cbfinn" and self.head is not None:
             nn.init.normal_(self.head.weight, 0.0, 1.0)
 
@@ -179,9 +188,7 @@ class Conv4(nn.Module):
 
     def set_fused_norm(self, fused: bool) -> None:
         """Choose the fused batch-norm kernel (loops) or the primitive form (needed under vmap)."""
-        for m in self.modules():
-            if isinstance(m, BatchStatNorm):
-                m.fused = fused
+        set_fused_norm(self, fused)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Features [B, feature_dim]: the last block flattened, or averaged over space (``mean``)."""
