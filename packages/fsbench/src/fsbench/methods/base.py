@@ -106,6 +106,14 @@ class Method:
         self.example_shape = tuple(example_shape) if example_shape is not None else None
         self.num_classes = num_classes
         self.model: nn.Module = nn.Identity()
+        # what a method built around a user's backbone still needs before it can run (None:
+        # ready); for_data (which the engine and the API call) gives it
+        self.unbuilt: str | None = None
+
+    def ready(self) -> None:
+        """Raise a one-line TypeError when the method still needs something (``unbuilt``)."""
+        if self.unbuilt is not None:
+            raise TypeError(f"{type(self).__name__}: {self.unbuilt}")
 
     def shape(self) -> tuple[int, ...]:
         """The example shape the default network is built for; a one-line error when unknown."""
@@ -144,6 +152,7 @@ class Method:
         """Adam at the preset learning rate, with a step decay when the preset asks for one.
 
         On CUDA the fused Adam kernel (one launch for every parameter; the same update)."""
+        self.ready()
         s = self.settings
         params = list(self.model.parameters())
         fused = bool(params) and all(p.is_cuda for p in params)
@@ -239,6 +248,7 @@ class Method:
         self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor, way: int
     ) -> torch.Tensor:
         """Class probabilities [Q, way] of query images, as in a test episode (``eval()``)."""
+        self.ready()
         was_training = self.model.training
         self.model.eval()
         try:
@@ -265,6 +275,7 @@ class Method:
         every world-th chunk of it; ``gather`` (each rank's list, in rank order) brings the scores
         back together in stream order, so the result does not depend on the number of ranks.
         """
+        self.ready()
         s = self.settings
         md = s.md_episodes  # Meta-Dataset's episodes: one ragged task at a time
         w, k, q = way or s.way, shot or s.shot, query or s.query

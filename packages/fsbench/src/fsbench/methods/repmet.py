@@ -96,7 +96,9 @@ class RepMet(ModesMethod):
     flattened; one-channel [H, W] images arrive as [B, 1, H, W]); None: the preset's Conv-4. The
     DML embedding module and the representatives are built on it, so RepMet needs
     ``num_classes`` (the training classes: K representatives each) and the feature size D: the
-    backbone's ``feature_dim`` attribute, or one blank pass of ``example_shape`` examples.
+    backbone's ``feature_dim`` attribute, or one blank pass of ``example_shape`` examples. With
+    your backbone and either of them missing, the method waits for ``for_data`` (what the
+    engine and the API call) and says in one line what it needs if used before.
     """
 
     name = "repmet"
@@ -104,22 +106,29 @@ class RepMet(ModesMethod):
     def __init__(self, backbone: nn.Module | None = None, **kw: Any) -> None:
         super().__init__(backbone, **kw)
         settings, num_classes = self.settings, self.num_classes
-        if num_classes is None:
-            raise TypeError(
-                "RepMet: give num_classes= (the number of training classes; each gets its own "
-                "representatives)"
-            )
+        self.sigma = float(settings.sigma)
+        self.alpha = float(settings.margin)
+        need = "give num_classes= (the number of training classes: K representatives each)"
         net: nn.Module
         if backbone is None:
+            if num_classes is None:
+                raise TypeError(f"RepMet: {need}")
             conv4 = embedding_conv4(self.shape(), settings)
             net, features = conv4, conv4.feature_dim
         else:
             net = UserNet(backbone, flatten=True)
+            known = isinstance(getattr(backbone, "feature_dim", None), int)
+            if num_classes is None or not (known or self.example_shape is not None):
+                self.model = net  # built by for_data, which gives both
+                self.unbuilt = (
+                    need
+                    if num_classes is None
+                    else ("give example_shape= (to measure the size of your backbone's embedding)")
+                )
+                return
             features = output_dim(net, self.example_shape, "RepMet")
         self.net = RepMetNet(net, features, int(settings.embedding_dim), num_classes, self.modes)
         self.model = self.net
-        self.sigma = float(settings.sigma)
-        self.alpha = float(settings.margin)
 
     def sample_train(
         self, store: ArrayStore, generator: torch.Generator, iteration: int
@@ -139,7 +148,10 @@ class RepMet(ModesMethod):
                 f"smallest class; choose --images-per-cluster <= {store.min_class_size}"
             )
 
-    def train_loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def train_loss(
+        self, batch: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        self.ready()
         x, y = batch
         z = self.embed(x)
         with torch.autocast(z.device.type, enabled=False):
@@ -157,4 +169,6 @@ class RepMet(ModesMethod):
         return -d2.view(z.shape[0], way, -1).min(2).values / (2 * self.sigma**2)
 
     def summary(self) -> dict:
+        if self.unbuilt is not None:
+            return {"modes": self.modes}
         return {"modes": self.modes, "representatives": int(self.net.representatives.shape[0])}

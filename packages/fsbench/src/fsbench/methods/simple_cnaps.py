@@ -286,7 +286,9 @@ class SimpleCNAPs(Method):
     whenever no task is being adapted). The set encoder is built for the image shape, so
     ``example_shape`` is needed. None: the preset's Conv-4/ResNet-12 with mean read-out.
     Evaluation embeds in chunks unless a batch norm without running statistics makes an
-    embedding depend on its batch (then LITE is refused too).
+    embedding depend on its batch (then LITE is refused too). Your backbone without
+    ``example_shape`` waits for ``for_data`` (what the engine and the API call) and says so in
+    one line if used before.
     """
 
     name = "simple_cnaps"
@@ -294,7 +296,15 @@ class SimpleCNAPs(Method):
 
     def __init__(self, backbone: nn.Module | None = None, **kw: Any) -> None:
         super().__init__(backbone, **kw)
-        settings, example_shape = self.settings, self.shape()
+        settings = self.settings
+        self.lite_h = settings.lite_h
+        self._subsets: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.chunk = CHUNK
+        if backbone is not None and self.example_shape is None:
+            self.model = UserNet(backbone, flatten=True)  # built by for_data, which gives it
+            self.unbuilt = "give example_shape= (the set encoder is built for the image shape)"
+            return
+        example_shape = self.shape()
         shape = tuple(example_shape) if len(example_shape) == 3 else (1, *example_shape)
         if backbone is None:
             net = build_backbone(dataclasses.replace(settings, readout="mean"), example_shape)
@@ -304,7 +314,6 @@ class SimpleCNAPs(Method):
             encoder = SetEncoder(shape[0], min(shape[1:]), settings.hidden)
             self.cnaps = SimpleCNAPsModel(UserNet(backbone, flatten=True), encoder, shape, True)
         self.model = self.cnaps
-        self.lite_h = settings.lite_h
         # evaluation passes in chunks, unless batch statistics make an embedding batch-dependent
         dependent = batch_dependent(self.cnaps.backbone)
         if self.lite_h and dependent:
@@ -313,7 +322,6 @@ class SimpleCNAPs(Method):
                 "a batch norm without running statistics (use group norm or running statistics)"
             )
         self.chunk = CHUNK if not dependent else 1 << 30
-        self._subsets: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def _representation(self, xs: torch.Tensor, subset: torch.Tensor | None) -> torch.Tensor:
         enc = self.cnaps.set_encoder
@@ -334,6 +342,7 @@ class SimpleCNAPs(Method):
         way: int,
         subsets: tuple[torch.Tensor, torch.Tensor] | None,
     ) -> torch.Tensor:
+        self.ready()
         m = self.cnaps
         m.adapt(self._representation(xs, None if subsets is None else subsets[0]))
         try:

@@ -57,7 +57,11 @@ class BatchStatNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fused:
-            return F.batch_norm(x, None, None, self.weight, self.bias, training=True, eps=self.eps)
+            # without a learned scale, ones: the same values and gradients (measured bit-equal),
+            # and unlike an absent weight the fused kernel's double backward accepts it (the
+            # second-order MAML meta-gradient of a "shift" norm failed without it)
+            weight = self.weight if self.weight is not None else x.new_ones(x.shape[1])
+            return F.batch_norm(x, None, None, weight, self.bias, training=True, eps=self.eps)
         dims = [0, *range(2, x.dim())]
         var, mean = torch.var_mean(x, dim=dims, keepdim=True, correction=0)
         shape = [1, -1] + [1] * (x.dim() - 2)
