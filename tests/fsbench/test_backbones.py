@@ -206,3 +206,28 @@ def test_for_data_keeps_the_backbone_and_keyword_settings():
     assert built.backbone is net and isinstance(built, ProtoNet)
     assert built.settings.distance == "euclidean" and built.settings.train_shot == 2
     assert built.settings.dataset == "omniglot" and built.example_shape == (1, 28, 28)
+
+
+def test_pretrain_and_classifier_take_a_user_model(store):
+    from fsbench.methods import Classifier, Pretrain
+    from fsbench.synthetic import synthetic_signals
+
+    with pytest.raises(TypeError, match="embed"):
+        Pretrain(nn.Linear(4, 2))
+    model = Conv4((1, 32, 32), hidden=4, num_classes=store.num_classes)
+    method = Pretrain(model, batch_size=8, epochs=1)
+    method.iterations(store)
+    assert torch.isfinite(torch.tensor(one_step(method, store)))
+    ep = store.sample_episode(torch.Generator().manual_seed(0), 3, 2, 2, 1)
+    with torch.no_grad():
+        scores = method.task_scores(ep.support_x[0], ep.support_y[0], ep.query_x[0], 3)
+    assert scores.shape == (6, 3)
+
+    signals = synthetic_signals()
+    classes = signals.num_classes
+    linear = nn.Linear(signals.example_shape[0], classes)
+    clf = Classifier(linear, batch_size=16)
+    before = linear.weight.detach().clone()
+    assert torch.isfinite(torch.tensor(one_step(clf, signals)))
+    assert not torch.equal(before, linear.weight)
+    assert 0.0 <= clf.evaluate(signals, torch.Generator(), 0).accuracy <= 1.0

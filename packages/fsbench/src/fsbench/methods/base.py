@@ -65,6 +65,14 @@ class Method:
 
     Episodic methods implement ``episode_accuracies`` and inherit ``evaluate``; the model is in
     ``eval()`` mode during evaluation (which matters for running-statistics batch norm only).
+
+    ``backbone``: your own ``nn.Module`` in place of the preset's network; each method's class
+    docstring says what it must be (an embedding x -> [B, D], a model x -> logits, fsbench's
+    Conv4/ResNet12 for MTL). It is called through ``methods.backbone.UserNet`` (a channel axis
+    for [B, H, W] images, embeddings flattened), trained in place (``self.backbone`` is your
+    object; MTL alone works on a copy), and kept by ``for_data``. A method that cannot be built
+    yet without the data's shape or classes (RepMet, Simple CNAPs) records what it needs in
+    ``unbuilt`` until ``for_data`` builds it.
     """
 
     name = "method"
