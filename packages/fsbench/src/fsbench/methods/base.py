@@ -80,6 +80,9 @@ class Method:
     eval_settings: tuple[str, ...] = ("query", "episodes")
     # the preset a method built without a dataset takes its defaults from (your own data's)
     default_dataset = "folder"
+    # what a method built around a user's backbone still needs before it can run (None: ready);
+    # for_data (which the engine and the API call) gives it
+    unbuilt: str | None = None
 
     def __init__(
         self,
@@ -114,9 +117,6 @@ class Method:
         self.example_shape = tuple(example_shape) if example_shape is not None else None
         self.num_classes = num_classes
         self.model: nn.Module = nn.Identity()
-        # what a method built around a user's backbone still needs before it can run (None:
-        # ready); for_data (which the engine and the API call) gives it
-        self.unbuilt: str | None = None
 
     def ready(self) -> None:
         """Raise a one-line TypeError when the method still needs something (``unbuilt``)."""
