@@ -44,11 +44,35 @@ def binomial_ci(correct: int, total: int) -> EvalResult:
     return EvalResult(p, 1.96 * math.sqrt(p * (1 - p) / total), "binomial 1.96*sqrt(p(1-p)/n)", 0)
 
 
+def filled(value: int | None, name: str) -> int:
+    """A setting that resolve_settings fills in (``train_way``: ``way`` when unset)."""
+    if value is None:
+        raise ValueError(f"setting {name} is unset: build settings with resolve_settings")
+    return int(value)
+
+
+def step_schedule(
+    opt: torch.optim.Optimizer, step: int, gamma: float
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """The learning rate times ``gamma`` every ``step`` steps (0: constant)."""
+    if step > 0:
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=step, gamma=gamma)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+
+
 class Method:
     """Base class: subclasses build ``self.model`` and define the loss and the evaluation.
 
     Episodic methods implement ``episode_accuracies`` and inherit ``evaluate``; the model is in
     ``eval()`` mode during evaluation (which matters for running-statistics batch norm only).
+
+    ``backbone``: your own ``nn.Module`` in place of the preset's network; each method's class
+    docstring says what it must be (an embedding x -> [B, D], a model x -> logits, fsbench's
+    Conv4/ResNet12 for MTL). It is called through ``methods.backbone.UserNet`` (a channel axis
+    for [B, H, W] images, embeddings flattened), trained in place (``self.backbone`` is your
+    object; MTL alone works on a copy), and kept by ``for_data``. A method that cannot be built
+    yet without the data's shape or classes (RepMet, Simple CNAPs) records what it needs in
+    ``unbuilt`` until ``for_data`` builds it.
     """
 
     name = "method"
@@ -56,6 +80,9 @@ class Method:
     eval_settings: tuple[str, ...] = ("query", "episodes")
     # the preset a method built without a dataset takes its defaults from (your own data's)
     default_dataset = "folder"
+    # what a method built around a user's backbone still needs before it can run (None: ready);
+    # for_data (which the engine and the API call) gives it
+    unbuilt: str | None = None
 
     def __init__(
         self,
@@ -90,6 +117,11 @@ class Method:
         self.example_shape = tuple(example_shape) if example_shape is not None else None
         self.num_classes = num_classes
         self.model: nn.Module = nn.Identity()
+
+    def ready(self) -> None:
+        """Raise a one-line TypeError when the method still needs something (``unbuilt``)."""
+        if self.unbuilt is not None:
+            raise TypeError(f"{type(self).__name__}: {self.unbuilt}")
 
     def shape(self) -> tuple[int, ...]:
         """The example shape the default network is built for; a one-line error when unknown."""
@@ -128,16 +160,21 @@ class Method:
         """Adam at the preset learning rate, with a step decay when the preset asks for one.
 
         On CUDA the fused Adam kernel (one launch for every parameter; the same update)."""
+        self.ready()
         s = self.settings
         params = list(self.model.parameters())
         fused = bool(params) and all(p.is_cuda for p in params)
         opt = torch.optim.Adam(params, lr=s.lr, fused=fused or None)
-        step = s.lr_step
-        if step > 0:
-            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=step, gamma=s.lr_gamma)
-        else:
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
-        return opt, sched
+        return opt, step_schedule(opt, int(s.lr_step), float(s.lr_gamma))
+
+    def train_sizes(self) -> tuple[int, int, int]:
+        """Way, shot and query of the training episodes (resolve_settings fills them in)."""
+        s = self.settings
+        return (
+            filled(s.train_way, "train_way"),
+            filled(s.train_shot, "train_shot"),
+            filled(s.train_query, "train_query"),
+        )
 
     def sample_train(self, store: ArrayStore, generator: torch.Generator, iteration: int):
         """Training batch number ``iteration`` (an episode meta-batch or a minibatch)."""
@@ -186,11 +223,14 @@ class Method:
         """``check`` for methods whose tasks keep their way and shot in training and at test
         (MAML, MTL): meta-batches of training queries on train splits, test queries otherwise."""
         s = self.settings
-        query = s.train_query if split in ("train", "trainval") else s.query
+        query = self.train_sizes()[2] if split in ("train", "trainval") else s.query
         store.check_episode(s.way, s.shot, query, s.meta_batch)
 
     # -- episodic evaluation --------------------------------------------------------------
-    eval_chunk = 1  # test episodes drawn (and adapted) together
+    @property
+    def eval_chunk(self) -> int:
+        """Test episodes drawn (and adapted) together."""
+        return 1
 
     def episode_accuracies(self, episode: Episode) -> torch.Tensor:
         """Accuracy of each task of an episode batch, [B], on the model's device."""
@@ -216,6 +256,7 @@ class Method:
         self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor, way: int
     ) -> torch.Tensor:
         """Class probabilities [Q, way] of query images, as in a test episode (``eval()``)."""
+        self.ready()
         was_training = self.model.training
         self.model.eval()
         try:
@@ -242,16 +283,17 @@ class Method:
         every world-th chunk of it; ``gather`` (each rank's list, in rank order) brings the scores
         back together in stream order, so the result does not depend on the number of ranks.
         """
+        self.ready()
         s = self.settings
         md = s.md_episodes  # Meta-Dataset's episodes: one ragged task at a time
+        w, k, q = way or s.way, shot or s.shot, query or s.query
         if md:
             from fsbench.data.md_sampling import config_from_settings, md_episode, sampler_for
 
             config = config_from_settings(s)
             sampler_for(store, config)  # a split that cannot serve them fails here, clearly
         else:
-            way, shot, query = way or s.way, shot or s.shot, query or s.query
-            store.check_episode(way, shot, query)
+            store.check_episode(w, k, q)
         rank, world = share
         accs: list[tuple[int, torch.Tensor]] = []  # (chunk number, accuracies)
         done = chunk = 0
@@ -263,7 +305,7 @@ class Method:
                 if md:
                     ep = md_episode(store, generator, config)
                 else:
-                    ep = store.sample_episode(generator, way, shot, query, b, check=False)
+                    ep = store.sample_episode(generator, w, k, q, b, check=False)
                 if chunk % world == rank:
                     accs.append((chunk, self.episode_accuracies(ep).detach().float()))
                     if progress is not None:

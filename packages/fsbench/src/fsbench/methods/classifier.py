@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -9,12 +10,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from fsbench.data.store import ArrayStore
+from fsbench.methods.backbone import UserNet
 from fsbench.methods.base import EvalResult, Method, binomial_ci
 from fsbench.models.mnist1d import build_mnist1d_model
 
 
 class Classifier(Method):
-    """Minibatch cross-entropy training; accuracy on the whole test split with a binomial CI."""
+    """Minibatch cross-entropy training; accuracy on the whole test split with a binomial CI.
+
+    ``backbone``: any model x [B, *example_shape] -> [B, num_classes] logits (MNIST-1D: x is
+    [B, 40]); None: the MNIST-1D model the ``method`` names (logreg, mlp, cnn, gru).
+    """
 
     eval_settings = ()
     name = "mlp"  # one class for the four MNIST-1D models: the settings' method names which
@@ -22,12 +28,17 @@ class Classifier(Method):
 
     def __init__(self, backbone: nn.Module | None = None, **kw: Any) -> None:
         super().__init__(backbone, **kw)
-        settings, example_shape, num_classes = self.settings, self.shape(), self.num_classes
+        settings = self.settings
         self.name = settings.method
+        if backbone is not None:
+            self.model: nn.Module = UserNet(backbone)
+            return
+        if self.num_classes is None:
+            raise TypeError(f"{self.name}: give num_classes= (the classes of the labels)")
         length = 1
-        for d in example_shape:
+        for d in self.shape():
             length *= int(d)
-        self.model = build_mnist1d_model(self.name, length=length, num_classes=num_classes)
+        self.model = build_mnist1d_model(self.name, length=length, num_classes=self.num_classes)
 
     def check(self, store: ArrayStore, split: str) -> None:
         if len(store) == 0:
@@ -47,7 +58,16 @@ class Classifier(Method):
         return loss, {"loss": loss.detach(), "accuracy": acc}
 
     def evaluate(
-        self, store: ArrayStore, generator: torch.Generator, episodes: int, progress=None, **_
+        self,
+        store: ArrayStore,
+        generator: torch.Generator,
+        episodes: int,
+        progress: Any = None,
+        way: int | None = None,
+        shot: int | None = None,
+        query: int | None = None,
+        share: tuple[int, int] = (0, 1),
+        gather: Callable[[list], list] | None = None,
     ) -> EvalResult:
         """Accuracy on the whole split (``episodes`` and the generator are not used)."""
         correct = 0

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from fsbench.data.store import ArrayStore
+from fsbench.methods.backbone import UserNet
 from fsbench.methods.clusters import kmeans
 from fsbench.methods.modes import ModesMethod
 from fsbench.models.conv4 import embedding_conv4
@@ -113,15 +114,22 @@ class MagnetBatch:
 
 
 class Magnet(ModesMethod):
-    """Magnet loss on a Conv-4 embedding: K k-means clusters per class, refreshed every
-    ``refresh_every`` iterations; neighbourhood batches; soft-vote evaluation."""
+    """Magnet loss on an embedding network: K k-means clusters per class, refreshed every
+    ``refresh_every`` iterations; neighbourhood batches; soft-vote evaluation.
+
+    ``backbone``: any embedding network, x [B, *example_shape] -> [B, D] (more output dims are
+    flattened; one-channel [H, W] images arrive as [B, 1, H, W]); None: the preset's Conv-4.
+    """
 
     name = "magnet"
 
     def __init__(self, backbone: nn.Module | None = None, **kw: Any) -> None:
         super().__init__(backbone, **kw)
-        settings, example_shape = self.settings, self.shape()
-        self.model = embedding_conv4(example_shape, settings)
+        settings = self.settings
+        if backbone is None:
+            self.model: nn.Module = embedding_conv4(self.shape(), settings)
+        else:
+            self.model = UserNet(backbone, flatten=True)
         self.alpha = float(settings.margin)
         self.refresh_every = int(settings.refresh_every)  # 0: once per epoch
         self.nearest = int(settings.nearest)
@@ -169,13 +177,24 @@ class Magnet(ModesMethod):
         per_batch = int(self.settings.clusters_per_batch) * int(self.settings.images_per_cluster)
         return max(1, len(store) // per_batch)
 
+    def index(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The cluster index: means, their classes, each image's cluster, each image's loss."""
+        means, mean_class, assign, loss = (
+            self.means,
+            self.mean_class,
+            self.assign,
+            self.example_loss,
+        )
+        if means is None or mean_class is None or assign is None or loss is None:
+            raise RuntimeError("the cluster index is built by refresh() (the first training batch)")
+        return means, mean_class, assign, loss
+
     def cluster_losses(self) -> torch.Tensor:
         """Each cluster's mean member loss (the seed cluster's sampling weight)."""
-        count = self.means.shape[0]
-        sums = torch.zeros(count, device=self.assign.device).index_add_(
-            0, self.assign, self.example_loss
-        )
-        sizes = torch.bincount(self.assign, minlength=count).clamp_min(1)
+        means, _, assign, example_loss = self.index()
+        count = means.shape[0]
+        sums = torch.zeros(count, device=assign.device).index_add_(0, assign, example_loss)
+        sizes = torch.bincount(assign, minlength=count).clamp_min(1)
         return sums / sizes
 
     # -- training -----------------------------------------------------------------------------
@@ -185,11 +204,12 @@ class Magnet(ModesMethod):
         s = self.settings
         if self.means is None or iteration % self.refresh_interval(store) == 0:
             self.refresh(store, generator)
+        means, mean_class, assign, _ = self.index()
         chosen = neighbourhood(
-            self.means, self.mean_class, self.cluster_losses(), s.clusters_per_batch, generator
+            means, mean_class, self.cluster_losses(), s.clusters_per_batch, generator
         )
         d = int(s.images_per_cluster)
-        members = self.assign[None, :] == chosen[:, None]  # [M, N]
+        members = assign[None, :] == chosen[:, None]  # [M, N]
         keys = torch.rand(members.shape, generator=generator, device=members.device)
         keys = keys.masked_fill_(~members, 2.0)
         picks = keys.topk(d, dim=1, largest=False, sorted=True).indices  # [M, D]
@@ -201,7 +221,7 @@ class Magnet(ModesMethod):
         return MagnetBatch(
             x=store.to_float(store.data[positions]),
             cluster=torch.arange(m, device=positions.device).repeat_interleave(d),
-            cluster_class=self.mean_class[chosen],
+            cluster_class=mean_class[chosen],
             positions=positions,
         )
 
@@ -210,7 +230,8 @@ class Magnet(ModesMethod):
         with torch.autocast(z.device.type, enabled=False):
             loss, each = magnet_loss(z, batch.cluster, batch.cluster_class, self.alpha)
             means, variance = batch_variance(z.detach(), batch.cluster)
-        self.example_loss[batch.positions] = each.to(self.example_loss.dtype)
+        example_loss = self.index()[3]
+        example_loss[batch.positions] = each.to(example_loss.dtype)
         self.variance_sum = self.variance_sum.to(variance.device) + variance.double()
         self.variance_count += 1
         # the batch's own accuracy: the class of each image's nearest batch cluster mean

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -25,9 +26,10 @@ from torch.func import functional_call, grad, vmap
 
 from fsbench.data.store import ArrayStore, Episode
 from fsbench.errors import FsbenchError
+from fsbench.methods.backbone import UserNet, running_statistics
 from fsbench.methods.base import Method
 from fsbench.methods.maml_graph import GRAPH_PATHS, GraphedMetaBatch
-from fsbench.models.conv4 import Conv4
+from fsbench.models.conv4 import Conv4, set_fused_norm
 
 log = logging.getLogger("fsbench")
 
@@ -61,7 +63,16 @@ def _synchronize(x: torch.Tensor) -> None:
 
 
 class MAML(Method):
-    """Model-agnostic meta-learning on a Conv-4 with a linear head of ``way`` outputs."""
+    """Model-agnostic meta-learning on a Conv-4 with a linear head of ``way`` outputs.
+
+    ``backbone``: any model x [B, *example_shape] -> [B, way] logits (one-channel [H, W] images
+    arrive as [B, 1, H, W]); None: the preset's Conv-4 with its head. The inner loop adapts
+    every parameter through ``torch.func.functional_call``; buffers are the module's own and
+    are read, never written. Batch norm must therefore use the current batch's statistics
+    (``track_running_stats=False``, as fsbench's Conv-4 and the MAML reference code): a model
+    with running statistics is refused in one line (torch.func cannot update them inside the
+    inner loop). Every path (loop, vmap, compile, the CUDA graphs) then applies.
+    """
 
     name = "maml"
     first_order = False
@@ -69,18 +80,26 @@ class MAML(Method):
 
     def __init__(self, backbone: nn.Module | None = None, **kw: Any) -> None:
         super().__init__(backbone, **kw)
-        settings, example_shape = self.settings, self.shape()
+        settings = self.settings
         self.way = settings.way
-        self.model = Conv4(
-            example_shape,
-            hidden=settings.hidden,
-            num_classes=self.way,
-            pool=settings.pool,
-            readout=settings.readout,
-            norm="batch",
-            affine=settings.norm_affine,
-            init=settings.init,
-        )
+        if backbone is None:
+            self.model: nn.Module = Conv4(
+                self.shape(),
+                hidden=settings.hidden,
+                num_classes=self.way,
+                pool=settings.pool,
+                readout=settings.readout,
+                norm="batch",
+                affine=settings.norm_affine,
+                init=settings.init,
+            )
+        else:
+            if running_statistics(backbone):
+                raise ValueError(
+                    "MAML needs batch norm on batch statistics (track_running_stats=False): "
+                    "torch.func cannot update running statistics inside the inner loop"
+                )
+            self.model = UserNet(backbone)
         self.inner_loss = settings.inner_loss
         if self.inner_loss not in INNER_LOSSES:
             raise ValueError(f"inner_loss must be one of {INNER_LOSSES}, got {self.inner_loss!r}")
@@ -89,7 +108,7 @@ class MAML(Method):
         self.test_inner_steps = int(settings.test_inner_steps)
         self.execution = settings.maml_exec
         self.execution_timings: dict[str, float] = {}
-        self._compiled = None
+        self._compiled: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
         self._graphs: dict[str, GraphedMetaBatch] = {}  # captured meta-batches by graph path
 
     def to(self, device: torch.device) -> MAML:
@@ -110,16 +129,16 @@ class MAML(Method):
         return F.cross_entropy(logits, ys)
 
     def adapt(
-        self, params: dict[str, torch.Tensor], xs: torch.Tensor, ys: torch.Tensor, steps: int
-    ) -> dict[str, torch.Tensor]:
+        self, params: Mapping[str, torch.Tensor], xs: torch.Tensor, ys: torch.Tensor, steps: int
+    ) -> Mapping[str, torch.Tensor]:
         """``steps`` gradient steps of size inner_lr on the support loss of one task.
 
         First order: the gradient is taken at detached parameters, so no second-order graph is
         built at all; the fast weights still depend on the meta-parameters through the update.
         """
 
-        def loss_of(p: dict[str, torch.Tensor]) -> torch.Tensor:
-            return self.support_loss(functional_call(self.model, p, (xs,)), ys)
+        def loss_of(p: Mapping[str, torch.Tensor]) -> torch.Tensor:
+            return self.support_loss(functional_call(self.model, dict(p), (xs,)), ys)
 
         for _ in range(steps):
             at = {k: p.detach() for k, p in params.items()} if self.first_order else params
@@ -129,7 +148,7 @@ class MAML(Method):
 
     def task_logits(
         self,
-        params: dict[str, torch.Tensor],
+        params: Mapping[str, torch.Tensor],
         xs: torch.Tensor,
         ys: torch.Tensor,
         xq: torch.Tensor,
@@ -137,11 +156,11 @@ class MAML(Method):
     ) -> torch.Tensor:
         """Query logits of one task after ``steps`` inner steps on its support set."""
         fast = self.adapt(params, xs, ys, steps)
-        return functional_call(self.model, fast, (xq,))
+        return functional_call(self.model, dict(fast), (xq,))
 
     def task_loss(
         self,
-        params: dict[str, torch.Tensor],
+        params: Mapping[str, torch.Tensor],
         xs: torch.Tensor,
         ys: torch.Tensor,
         xq: torch.Tensor,
@@ -155,13 +174,17 @@ class MAML(Method):
         return loss, acc
 
     def run_tasks(
-        self, params: dict[str, torch.Tensor], ep: Episode, steps: int, execution: str | None = None
+        self,
+        params: Mapping[str, torch.Tensor],
+        ep: Episode,
+        steps: int,
+        execution: str | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-task query losses and accuracies [B] of a meta-batch, by loop, vmap or compile
         (a graph path runs here as the eager path it captures)."""
         execution = execution or self.execution
         execution = GRAPH_PATHS.get(execution, execution)
-        self.model.set_fused_norm(execution != "vmap")
+        set_fused_norm(self.model, execution != "vmap")
         if execution == "vmap":
 
             def one(xs, ys, xq, yq):
@@ -190,9 +213,8 @@ class MAML(Method):
         self, store: ArrayStore, generator: torch.Generator, iteration: int
     ) -> Episode:
         s = self.settings
-        return store.sample_episode(
-            generator, s.way, s.shot, s.train_query, self.rank_tasks, check=False
-        )
+        query = self.train_sizes()[2]
+        return store.sample_episode(generator, s.way, s.shot, query, self.rank_tasks, check=False)
 
     def split_over_ranks(self, world: int) -> None:
         """Each rank adapts meta_batch / world tasks of a meta-batch."""
@@ -286,7 +308,7 @@ class MAML(Method):
         if way != self.way:
             raise ValueError(f"this MAML model has {self.way} outputs; it cannot test {way}-way")
         params = {k: v.detach() for k, v in self.model.named_parameters()}
-        self.model.set_fused_norm(True)
+        set_fused_norm(self.model, True)
         return self.task_logits(params, support_x, support_y, query_x, self.test_inner_steps)
 
 

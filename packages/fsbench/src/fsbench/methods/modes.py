@@ -68,6 +68,7 @@ class ModesMethod(Method):
         self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor, way: int
     ) -> torch.Tensor:
         """Scores of the queries against each class's modes (k-means of its support)."""
+        self.ready()
         z = self.embed(torch.cat([support_x, query_x]))
         zs, zq = z[: support_x.shape[0]], z[support_x.shape[0] :]
         gen = torch.Generator(device=z.device).manual_seed(CLUSTER_SEED)

@@ -23,6 +23,7 @@ meta-batch gets one more task made of them, with fresh support and query example
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Any
 
@@ -31,9 +32,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from fsbench.data.store import ArrayStore, Episode
-from fsbench.methods.base import Method
+from fsbench.methods.base import Method, step_schedule
 from fsbench.methods.linear_head import fit_linear_head, per_class_accuracy
 from fsbench.models import build_backbone
+from fsbench.models.conv4 import Conv4
+from fsbench.models.resnet12 import ResNet12
 from fsbench.models.scale_shift import add_scale_shift
 
 MODES = ("ss", "ft")
@@ -42,6 +45,8 @@ MODES = ("ss", "ft")
 def _concat(a: Episode, b: Episode) -> Episode:
     """Two episode batches of the same shape as one."""
     cat = torch.cat
+    if a.classes is None or b.classes is None:
+        raise ValueError("hard tasks need episodes that record their classes")
     return Episode(
         cat([a.support_x, b.support_x]),
         cat([a.support_y, b.support_y]),
@@ -55,39 +60,61 @@ def _concat(a: Episode, b: Episode) -> Episode:
 
 
 class MTL(Method):
-    """SS (or FT) on a pre-trained backbone with a first-order linear base learner."""
+    """SS (or FT) on a pre-trained backbone with a first-order linear base learner.
+
+    ``backbone``: fsbench's ``Conv4`` or ``ResNet12`` (``fsbench.models``), whose 3x3
+    convolutions get the scaling/shifting and whose ``embed`` gives the features; anything else
+    is refused in one line. MTL wraps the convolutions of a copy (so your module is left as it
+    is); ``load_pretrained`` (``pretrained=DIR``) loads a pre-training run's weights into it.
+    None: the preset's network (``backbone`` setting), built without dropout.
+    """
 
     name = "mtl"
     eval_settings = ("query", "episodes", "test_inner_steps")
 
     def __init__(self, backbone: nn.Module | None = None, **kw: Any) -> None:
         super().__init__(backbone, **kw)
-        settings, example_shape = self.settings, self.shape()
+        settings = self.settings
         self.mode = settings.mtl_mode
         if self.mode not in MODES:
             raise ValueError(f"mtl_mode must be one of {MODES}, got {self.mode!r}")
         self.way = int(settings.way)
-        backbone = build_backbone(dataclasses.replace(settings, dropout=0.0), example_shape)
-        if self.mode == "ss":
-            self.meta_params = add_scale_shift(backbone)
+        net: Conv4 | ResNet12
+        if backbone is None:
+            built = build_backbone(dataclasses.replace(settings, dropout=0.0), self.shape())
+            assert isinstance(built, Conv4 | ResNet12)
+            net = built
+        elif isinstance(backbone, Conv4 | ResNet12):
+            net = copy.deepcopy(backbone)
         else:
-            self.meta_params = list(backbone.parameters())
-        fc = nn.Linear(backbone.feature_dim, self.way)
+            raise TypeError(
+                "MTL scales and shifts the convolutions of fsbench's Conv4 or ResNet12 "
+                f"(fsbench.models); got {type(backbone).__name__}"
+            )
+        if self.mode == "ss":
+            self.meta_params = add_scale_shift(net)
+        else:
+            self.meta_params = list(net.parameters())
+        self.net = net
+        fc = nn.Linear(net.feature_dim, self.way)
         if settings.head_init == "zeros":
             nn.init.zeros_(fc.weight)
         else:
             nn.init.xavier_uniform_(fc.weight)
         nn.init.zeros_(fc.bias)
-        self.model = nn.ModuleDict({"backbone": backbone, "fc": fc})
+        self.fc = fc
+        self.model = nn.ModuleDict({"backbone": net, "fc": fc})
         self.hard_queue: list[int] = []  # failure classes waiting to form a hard task
         self.hard_in_batch = 0
 
     # -- pre-trained weights ----------------------------------------------------------------
     def load_pretrained(self, state: dict[str, torch.Tensor]) -> None:
         """Load a pre-trained backbone's weights (its classification head is dropped)."""
-        target = self.model["backbone"].state_dict()
+        target = self.net.state_dict()
         mapped = {}
         for key, value in state.items():
+            if key not in target and key.startswith("net."):  # pre-trained through a UserNet
+                key = key.removeprefix("net.")
             if key.startswith("head."):
                 continue
             name = key if key in target else ".conv.".join(key.rsplit(".", 1))
@@ -99,38 +126,34 @@ class MTL(Method):
         ]
         if missing:
             raise ValueError(f"the pre-trained weights lack {missing[0]}")
-        self.model["backbone"].load_state_dict(mapped, strict=False)
+        self.net.load_state_dict(mapped, strict=False)
 
     def parameter_counts(self) -> dict[str, int | float]:
         """Meta-trained parameters (SS or the whole backbone) against the backbone's own."""
-        backbone = self.model["backbone"]
-        own = sum(p.numel() for n, p in backbone.named_parameters() if ".ss." not in n)
+        own = sum(p.numel() for n, p in self.net.named_parameters() if ".ss." not in n)
         meta = sum(p.numel() for p in self.meta_params)
         return {
             "backbone": own,
             "meta_trained": meta,
             "meta_trained_fraction": round(meta / own, 4),
-            "classifier": sum(p.numel() for p in self.model["fc"].parameters()),
+            "classifier": sum(p.numel() for p in self.fc.parameters()),
         }
 
     def summary(self) -> dict:
         return {"parameters": self.parameter_counts(), "mtl_mode": self.mode}
 
     # -- training ---------------------------------------------------------------------------
-    def make_optimizer(self):
+    def make_optimizer(
+        self,
+    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
         s = self.settings
         opt = torch.optim.Adam(
             [
                 {"params": self.meta_params, "lr": s.ss_lr},
-                {"params": self.model["fc"].parameters(), "lr": s.lr},
+                {"params": self.fc.parameters(), "lr": s.lr},
             ]
         )
-        step = int(s.lr_step)
-        if step > 0:
-            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=step, gamma=s.lr_gamma)
-        else:
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
-        return opt, sched
+        return opt, step_schedule(opt, int(s.lr_step), float(s.lr_gamma))
 
     def check(self, store: ArrayStore, split: str) -> None:
         self.check_meta_batches(store, split)
@@ -143,13 +166,16 @@ class MTL(Method):
         self, store: ArrayStore, generator: torch.Generator, iteration: int
     ) -> Episode:
         s = self.settings
-        args = (generator, s.way, s.shot, s.train_query)
-        batch = store.sample_episode(*args, self.rank_tasks, check=False)
+        query = self.train_sizes()[2]
+        batch = store.sample_episode(generator, s.way, s.shot, query, self.rank_tasks, check=False)
         self.hard_in_batch = 0  # hard tasks come last in the batch
         if self.settings.hard_tasks and len(self.hard_queue) >= self.way:
             classes = torch.tensor([self.hard_queue[: self.way]], device=store.device)
             del self.hard_queue[: self.way]
-            batch = _concat(batch, store.sample_episode(*args, 1, check=False, classes=classes))
+            hard = store.sample_episode(
+                generator, s.way, s.shot, query, 1, check=False, classes=classes
+            )
+            batch = _concat(batch, hard)
             self.hard_in_batch = 1
         return batch
 
@@ -161,7 +187,7 @@ class MTL(Method):
         self, xs: torch.Tensor, ys: torch.Tensor, xq: torch.Tensor, steps: int
     ) -> torch.Tensor:
         """Query logits after ``steps`` first-order steps of the classifier on the support set."""
-        backbone, fc = self.model["backbone"], self.model["fc"]
+        backbone, fc = self.net, self.fc
         with torch.no_grad():  # first order: no gradient reaches the support features
             zs = backbone.embed(xs)
         w, bias = fit_linear_head(fc.weight, fc.bias, zs, ys, steps, float(self.settings.inner_lr))
@@ -188,7 +214,7 @@ class MTL(Method):
             logits = self._task_logits(batch, b, steps)
             losses.append(F.cross_entropy(logits, batch.query_y[b]))
             accs.append((logits.argmax(1) == batch.query_y[b]).float().mean())
-            if self.settings.hard_tasks and b < random_tasks:
+            if self.settings.hard_tasks and b < random_tasks and batch.classes is not None:
                 worst = per_class_accuracy(logits.detach(), batch.query_y[b], batch.way).argmin()
                 failures.append(batch.classes[b, worst])
         for c in torch.stack(failures).tolist() if failures else []:  # one sync per meta-batch

@@ -18,13 +18,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from fsbench.data.store import ArrayStore, Episode
-from fsbench.methods.base import Method
+from fsbench.methods.backbone import UserNet
+from fsbench.methods.base import Method, step_schedule
 from fsbench.methods.linear_head import fit_linear_head
 from fsbench.models import build_backbone
 
 
 class Pretrain(Method):
-    """A backbone with a linear head over the training split's classes, trained by epochs."""
+    """A backbone with a linear head over the training split's classes, trained by epochs.
+
+    ``backbone``: a model with ``forward(x) -> [B, num_classes]`` logits over the training
+    classes and ``embed(x) -> [B, D]`` features (the few-shot validation and test fit a new
+    linear head to them); one-channel [H, W] images arrive as [B, 1, H, W]. fsbench's
+    ``Conv4``/``ResNet12`` built with ``num_classes`` are such models, and only they can be
+    loaded by MTL afterwards. None: the preset's network with a head of ``num_classes``.
+    """
 
     name = "pretrain"
     # what only the test reads (train_* are unused: the training is plain classification)
@@ -41,8 +49,19 @@ class Pretrain(Method):
 
     def __init__(self, backbone: nn.Module | None = None, **kw: Any) -> None:
         super().__init__(backbone, **kw)
-        settings, example_shape, num_classes = self.settings, self.shape(), self.num_classes
-        self.model = build_backbone(settings, example_shape, num_classes=num_classes)
+        settings = self.settings
+        if backbone is None:
+            self.model: nn.Module = build_backbone(
+                settings, self.shape(), num_classes=self.num_classes
+            )
+        elif callable(getattr(backbone, "embed", None)):
+            self.model = UserNet(backbone)
+        else:
+            raise TypeError(
+                "Pretrain needs a model with embed(x) -> [B, D] features besides its logits "
+                f"(e.g. fsbench's Conv4/ResNet12 with num_classes); {type(backbone).__name__} "
+                "has no embed"
+            )
         self.steps_per_epoch = 1
         self._order: torch.Tensor | None = None  # this epoch's permutation of the training split
 
@@ -57,7 +76,9 @@ class Pretrain(Method):
     def eval_interval(self) -> int:
         return int(self.settings.eval_every) * self.steps_per_epoch  # epochs
 
-    def make_optimizer(self):
+    def make_optimizer(
+        self,
+    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
         s = self.settings
         opt = torch.optim.SGD(
             self.model.parameters(),
@@ -67,11 +88,7 @@ class Pretrain(Method):
             weight_decay=s.weight_decay,
         )
         step = int(s.lr_step) * self.steps_per_epoch  # lr_step counts epochs here
-        if step > 0:
-            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=step, gamma=s.lr_gamma)
-        else:
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
-        return opt, sched
+        return opt, step_schedule(opt, step, float(s.lr_gamma))
 
     def sample_train(self, store: ArrayStore, generator: torch.Generator, iteration: int):
         """The next minibatch of this epoch's shuffled order (the last one may be smaller)."""
@@ -104,8 +121,9 @@ class Pretrain(Method):
     ) -> torch.Tensor:
         """Logits of a new linear head (from zeros) fitted to the support features."""
         s = self.settings
-        zs = self.model.embed(support_x)
-        zq = self.model.embed(query_x)
+        embed = self.model.embed
+        assert callable(embed)  # the preset's Conv4/ResNet12 or a UserNet (checked above)
+        zs, zq = embed(support_x), embed(query_x)
         w, bias = fit_linear_head(
             zs.new_zeros(way, zs.shape[1]),
             zs.new_zeros(way),

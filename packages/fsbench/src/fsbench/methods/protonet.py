@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fsbench.data.store import ArrayStore, Episode
+from fsbench.methods.backbone import UserNet, batch_dependent, running_statistics
 from fsbench.methods.base import Method
 from fsbench.methods.lite import CHUNK as LITE_CHUNK
 from fsbench.methods.lite import draw_subset, lite_embed
@@ -63,17 +64,36 @@ def prototypical_logits(
 
 
 class ProtoNet(Method):
-    """Prototypical Networks on a Conv-4 embedding (no head); training way/shot set separately."""
+    """Prototypical Networks on an embedding network (no head); training way/shot set separately.
+
+    ``backbone``: any embedding network, x [B, *example_shape] -> [B, D] (more output dims are
+    flattened; one-channel [H, W] images arrive as [B, 1, H, W]); None: the preset's Conv-4
+    (``hidden``, ``norm``...). Whether evaluation may embed in chunks and how LITE (``lite_h``)
+    treats batch norm are read from the module: a batch norm without running statistics makes
+    an embedding depend on its batch (one pass, no chunks; refused with LITE); batch norms with
+    running statistics get LITE's gradient-free running-statistics pass.
+    """
 
     name = "protonet"
     eval_settings = ("way", "shot", "query", "episodes")
 
     def __init__(self, backbone: nn.Module | None = None, **kw: Any) -> None:
         super().__init__(backbone, **kw)
-        settings, example_shape = self.settings, self.shape()
-        self.model = embedding_conv4(example_shape, settings)
+        settings = self.settings
+        if backbone is None:
+            self.model: nn.Module = embedding_conv4(self.shape(), settings)
+        else:
+            self.model = UserNet(backbone, flatten=True)
         self.distance = settings.distance
         self.lite_h = int(settings.lite_h)
+        # read from the network (the preset's: norm "batch" / "running")
+        self.batch_dependent = batch_dependent(self.model)
+        self.running_statistics = running_statistics(self.model)
+        if self.lite_h and self.batch_dependent:
+            raise ValueError(
+                "lite_h needs an embedding that treats each image on its own: this backbone has "
+                "a batch norm without running statistics (use group norm or running statistics)"
+            )
         self._lite_subset: torch.Tensor | None = None  # drawn with the episode
 
     def _logits(self, ep: Episode, b: int, way: int) -> torch.Tensor:
@@ -88,7 +108,7 @@ class ProtoNet(Method):
         # gradients, in eval() and with per-image norm the pass goes in chunks (LITE_CHUNK
         # images), so evaluation memory does not grow with the support set.
         x = torch.cat([support_x, query_x])
-        per_image = self.settings.norm != "batch" and not self.model.training
+        per_image = not self.batch_dependent and not self.model.training
         if torch.is_grad_enabled() or not per_image:
             z = self.model(x)
         else:
@@ -103,7 +123,7 @@ class ProtoNet(Method):
 
             sampler_for(store, config_from_settings(s))
         elif split in ("train", "trainval"):
-            store.check_episode(s.train_way, s.train_shot, s.train_query)
+            store.check_episode(*self.train_sizes())
         else:
             store.check_episode(s.way, s.shot, s.query)
 
@@ -116,9 +136,7 @@ class ProtoNet(Method):
 
             episode = md_episode(store, generator, config_from_settings(s))
         else:
-            episode = store.sample_episode(
-                generator, s.train_way, s.train_shot, s.train_query, 1, check=False
-            )
+            episode = store.sample_episode(generator, *self.train_sizes(), 1, check=False)
         if self.lite_h:  # a fresh subset each step, from the same seeded stream
             n = episode.support_x.shape[1]
             self._lite_subset = draw_subset(n, min(self.lite_h, n), generator, store.device)
@@ -132,14 +150,16 @@ class ProtoNet(Method):
         no embedding depends on the rest of its batch and the LITE estimate stays unbiased.
         """
         xs, xq = ep.support_x[0], ep.query_x[0]
-        running = self.settings.norm == "running"
-        if running:
+        subset = self._lite_subset
+        if subset is None:
+            raise RuntimeError("LITE's support subset is drawn by sample_train")
+        if self.running_statistics:
             with torch.no_grad():
                 for chunk in torch.cat([xs, xq]).split(LITE_CHUNK):
                     self.model(chunk)
             self.model.eval()
         try:
-            zs = lite_embed(self.model, xs, self._lite_subset, chunk=LITE_CHUNK)
+            zs = lite_embed(self.model, xs, subset, chunk=LITE_CHUNK)
             zq = self.model(xq)
         finally:
             self.model.train()

@@ -28,8 +28,9 @@ from torch import nn
 
 from fsbench.data.store import ArrayStore
 from fsbench.errors import FsbenchError
+from fsbench.methods.backbone import UserNet, output_dim
 from fsbench.methods.modes import ModesMethod
-from fsbench.models.conv4 import Conv4, embedding_conv4
+from fsbench.models.conv4 import embedding_conv4
 
 SIGMA = 0.5
 ALPHA = 1.0
@@ -37,11 +38,13 @@ EMBEDDING_HIDDEN = 1024  # the embedding module's hidden layer
 
 
 class RepMetNet(nn.Module):
-    """Conv-4, the DML embedding module (unit-length output) and the representatives."""
+    """A backbone ([B, feature_dim] features), the DML embedding module (unit-length output) and
+    the representatives."""
 
     def __init__(
         self,
-        backbone: Conv4,
+        backbone: nn.Module,
+        feature_dim: int,
         embedding_dim: int,
         num_classes: int,
         modes: int,
@@ -50,7 +53,7 @@ class RepMetNet(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.embedding = nn.Sequential(
-            nn.Linear(backbone.feature_dim, EMBEDDING_HIDDEN),
+            nn.Linear(feature_dim, EMBEDDING_HIDDEN),
             nn.BatchNorm1d(EMBEDDING_HIDDEN),
             nn.ReLU(),
             nn.Linear(EMBEDDING_HIDDEN, embedding_dim),
@@ -87,17 +90,45 @@ def repmet_loss(
 
 
 class RepMet(ModesMethod):
-    """RepMet on a Conv-4 backbone: representatives trained with the embedding."""
+    """RepMet on a backbone: representatives trained with the embedding.
+
+    ``backbone``: any embedding network, x [B, *example_shape] -> [B, D] (more output dims are
+    flattened; one-channel [H, W] images arrive as [B, 1, H, W]); None: the preset's Conv-4. The
+    DML embedding module and the representatives are built on it, so RepMet needs
+    ``num_classes`` (the training classes: K representatives each) and the feature size D: the
+    backbone's ``feature_dim`` attribute, or one blank pass of ``example_shape`` examples. With
+    your backbone and either of them missing, the method waits for ``for_data`` (what the
+    engine and the API call) and says in one line what it needs if used before.
+    """
 
     name = "repmet"
 
     def __init__(self, backbone: nn.Module | None = None, **kw: Any) -> None:
         super().__init__(backbone, **kw)
-        settings, example_shape, num_classes = self.settings, self.shape(), self.num_classes
-        backbone = embedding_conv4(example_shape, settings)
-        self.model = RepMetNet(backbone, int(settings.embedding_dim), num_classes, self.modes)
+        settings, num_classes = self.settings, self.num_classes
         self.sigma = float(settings.sigma)
         self.alpha = float(settings.margin)
+        need = "give num_classes= (the number of training classes: K representatives each)"
+        net: nn.Module
+        if backbone is None:
+            if num_classes is None:
+                raise TypeError(f"RepMet: {need}")
+            conv4 = embedding_conv4(self.shape(), settings)
+            net, features = conv4, conv4.feature_dim
+        else:
+            net = UserNet(backbone, flatten=True)
+            known = isinstance(getattr(backbone, "feature_dim", None), int)
+            if num_classes is None or not (known or self.example_shape is not None):
+                self.model = net  # built by for_data, which gives both
+                self.unbuilt = (
+                    need
+                    if num_classes is None
+                    else ("give example_shape= (to measure the size of your backbone's embedding)")
+                )
+                return
+            features = output_dim(net, self.example_shape, "RepMet")
+        self.net = RepMetNet(net, features, int(settings.embedding_dim), num_classes, self.modes)
+        self.model = self.net
 
     def sample_train(
         self, store: ArrayStore, generator: torch.Generator, iteration: int
@@ -117,12 +148,15 @@ class RepMet(ModesMethod):
                 f"smallest class; choose --images-per-cluster <= {store.min_class_size}"
             )
 
-    def train_loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def train_loss(
+        self, batch: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        self.ready()
         x, y = batch
         z = self.embed(x)
         with torch.autocast(z.device.type, enabled=False):
             loss, margin, logits = repmet_loss(
-                z, y, self.model.representatives.float(), self.modes, self.sigma, self.alpha
+                z, y, self.net.representatives.float(), self.modes, self.sigma, self.alpha
             )
         accuracy = (logits.argmax(1) == y).float().mean()
         return loss, {"loss": loss.detach(), "accuracy": accuracy, "margin": margin.detach()}
@@ -135,4 +169,6 @@ class RepMet(ModesMethod):
         return -d2.view(z.shape[0], way, -1).min(2).values / (2 * self.sigma**2)
 
     def summary(self) -> dict:
-        return {"modes": self.modes, "representatives": int(self.model.representatives.shape[0])}
+        if self.unbuilt is not None:
+            return {"modes": self.modes}
+        return {"modes": self.modes, "representatives": int(self.net.representatives.shape[0])}

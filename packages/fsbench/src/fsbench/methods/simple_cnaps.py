@@ -26,19 +26,26 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.instancenorm import _InstanceNorm
+from torch.utils.hooks import RemovableHandle
 
 from fsbench.data.store import ArrayStore, Episode
+from fsbench.methods.backbone import UserNet, batch_dependent
 from fsbench.methods.base import Method
 from fsbench.methods.lite import CHUNK, draw_subset, lite_embed
 from fsbench.models import build_backbone
 from fsbench.models.conv4 import BatchStatNorm
 
 NORM_LAYERS = (nn.BatchNorm2d, nn.GroupNorm, BatchStatNorm)
+# the norm layers of a user's backbone that get FiLM (through a forward hook): channels on dim 1
+HOOKED_NORMS = (_BatchNorm, _InstanceNorm, nn.GroupNorm, BatchStatNorm)
 
 
 def covariance(x: torch.Tensor) -> torch.Tensor:
@@ -124,6 +131,49 @@ class FiLM(nn.Module):
         return x * gamma.view(1, -1, 1, 1) + beta.view(1, -1, 1, 1)
 
 
+class FiLMHook:
+    """FiLM on the output of a user's norm layer, as a forward hook (the layer stays in place):
+    x * gamma + beta over dim 1, the identity until ``params`` is set."""
+
+    def __init__(self, channels: int) -> None:
+        self.channels = channels
+        self.params: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def __call__(self, module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor:
+        if self.params is None:
+            return output
+        gamma, beta = self.params
+        view = [1, -1] + [1] * (output.dim() - 2)
+        return output * gamma.view(view) + beta.view(view)
+
+
+def norm_channels(norm: nn.Module) -> int:
+    """The channels a norm layer normalises (what its FiLM scales and shifts)."""
+    if isinstance(norm, nn.GroupNorm):
+        return int(norm.num_channels)
+    if isinstance(norm, BatchStatNorm):
+        return norm.channels
+    return int(norm.num_features)  # type: ignore[arg-type]  # torch's batch/instance norms
+
+
+def hook_films(backbone: nn.Module) -> tuple[list[FiLMHook], list[RemovableHandle]]:
+    """A FiLM hook after every batch, instance and group norm of a user's backbone (module
+    order); a one-line ValueError when it has none."""
+    films: list[FiLMHook] = []
+    handles: list[RemovableHandle] = []
+    for m in backbone.modules():
+        if isinstance(m, HOOKED_NORMS):
+            film = FiLMHook(norm_channels(m))
+            handles.append(m.register_forward_hook(film))
+            films.append(film)
+    if not films:
+        raise ValueError(
+            "SimpleCNAPs adapts a backbone by FiLM after its normalisation layers: give one with "
+            "BatchNorm, InstanceNorm or GroupNorm layers"
+        )
+    return films, handles
+
+
 class FiLMGenerator(nn.Module):
     """r -> (gamma, beta) for each FiLM layer, CNAPs' shared layer and per-layer processors."""
 
@@ -150,29 +200,46 @@ class FiLMGenerator(nn.Module):
 
 
 class SimpleCNAPsModel(nn.Module):
-    """Backbone with FiLM after every norm, the set encoder and the FiLM generator."""
+    """Backbone with FiLM after every norm, the set encoder and the FiLM generator.
+
+    fsbench's Conv-4/ResNet-12 (``user=False``) get FiLM modules in place of their norm layers
+    and are read through ``embed``; a user's backbone (a ``UserNet``) gets FiLM as forward hooks
+    on its norm layers and is read through its forward.
+    """
 
     def __init__(
-        self, backbone: nn.Module, set_encoder: SetEncoder, input_shape: tuple[int, ...]
+        self,
+        backbone: nn.Module,
+        set_encoder: SetEncoder,
+        input_shape: tuple[int, ...],
+        user: bool = False,
     ) -> None:
         super().__init__()
         self.backbone = backbone
-        self.films: list[FiLM] = []
-        for parent in list(backbone.modules()):
-            for name, child in list(parent.named_children()):
-                if isinstance(child, NORM_LAYERS):
-                    film = FiLM(child)
-                    setattr(parent, name, film)
-                    self.films.append(film)
+        self.user = user
+        self.films: list[FiLM | FiLMHook] = []
+        self.hooks: list[RemovableHandle] = []  # on a user's norm layers
+        if user:
+            hooked, self.hooks = hook_films(backbone)
+            self.films.extend(hooked)
+            channels = [f.channels for f in hooked]
+        else:
+            modules: list[FiLM] = []
+            for parent in list(backbone.modules()):
+                for name, child in list(parent.named_children()):
+                    if isinstance(child, NORM_LAYERS):
+                        film = FiLM(child)
+                        setattr(parent, name, film)
+                        modules.append(film)
+            self.films.extend(modules)
+            channels = self._film_channels(modules, input_shape)
         self.set_encoder = set_encoder
-        self.generator = FiLMGenerator(set_encoder.dim, self._film_channels(input_shape))
+        self.generator = FiLMGenerator(set_encoder.dim, channels)
 
-    def _film_channels(self, input_shape: tuple[int, ...]) -> list[int]:
+    def _film_channels(self, films: list[FiLM], input_shape: tuple[int, ...]) -> list[int]:
         """Channels at every FiLM layer, read from one forward pass of two blank images."""
         seen: list[int] = []
-        hooks = [
-            f.register_forward_hook(lambda m, i, o: seen.append(o.shape[1])) for f in self.films
-        ]
+        hooks = [f.register_forward_hook(lambda m, i, o: seen.append(o.shape[1])) for f in films]
         was = self.backbone.training
         try:
             with torch.no_grad():
@@ -195,31 +262,66 @@ class SimpleCNAPsModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Features of x under the current FiLM parameters."""
-        return self.backbone.embed(x)  # type: ignore[operator]
+        if self.user:
+            return self.backbone(x)
+        embed = self.backbone.embed
+        assert callable(embed)  # fsbench's Conv4/ResNet12
+        return embed(x)
 
 
-def _chunked(fn, x: torch.Tensor, chunk: int = CHUNK) -> torch.Tensor:
+def _chunked(
+    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, chunk: int = CHUNK
+) -> torch.Tensor:
     return torch.cat([fn(x[i : i + chunk]) for i in range(0, x.shape[0], chunk)])
 
 
 class SimpleCNAPs(Method):
-    """Simple CNAPs on a Conv-4 or ResNet-12 backbone (pooled features), LITE optional."""
+    """Simple CNAPs on a Conv-4 or ResNet-12 backbone (pooled features), LITE optional.
+
+    ``backbone``: any embedding network x [B, C, H, W] -> [B, D] (more output dims are
+    flattened; one-channel [H, W] images arrive as [B, 1, H, W]) with normalisation layers: a
+    forward hook on each of its BatchNorm, InstanceNorm and GroupNorm layers (fsbench's
+    BatchStatNorm too) applies the task's FiLM to that layer's output (channels on dim 1); a
+    backbone without any is refused in one line. The hooks stay on your module (the identity
+    whenever no task is being adapted). The set encoder is built for the image shape, so
+    ``example_shape`` is needed. None: the preset's Conv-4/ResNet-12 with mean read-out.
+    Evaluation embeds in chunks unless a batch norm without running statistics makes an
+    embedding depend on its batch (then LITE is refused too). Your backbone without
+    ``example_shape`` waits for ``for_data`` (what the engine and the API call) and says so in
+    one line if used before.
+    """
 
     name = "simple_cnaps"
     eval_settings = ("way", "shot", "query", "episodes")
 
     def __init__(self, backbone: nn.Module | None = None, **kw: Any) -> None:
         super().__init__(backbone, **kw)
-        settings, example_shape = self.settings, self.shape()
-        backbone = build_backbone(dataclasses.replace(settings, readout="mean"), example_shape)
-        shape = tuple(example_shape) if len(example_shape) == 3 else (1, *example_shape)
-        encoder = SetEncoder(shape[0], min(shape[1:]), settings.hidden)
-        self.cnaps = SimpleCNAPsModel(backbone, encoder, shape)
-        self.model = self.cnaps
+        settings = self.settings
         self.lite_h = settings.lite_h
-        # evaluation passes in chunks, unless batch statistics make an embedding batch-dependent
-        self.chunk = CHUNK if settings.norm != "batch" else 1 << 30
         self._subsets: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.chunk = CHUNK
+        if backbone is not None and self.example_shape is None:
+            self.model = UserNet(backbone, flatten=True)  # built by for_data, which gives it
+            self.unbuilt = "give example_shape= (the set encoder is built for the image shape)"
+            return
+        example_shape = self.shape()
+        shape = tuple(example_shape) if len(example_shape) == 3 else (1, *example_shape)
+        if backbone is None:
+            net = build_backbone(dataclasses.replace(settings, readout="mean"), example_shape)
+            encoder = SetEncoder(shape[0], min(shape[1:]), settings.hidden)
+            self.cnaps = SimpleCNAPsModel(net, encoder, shape)
+        else:
+            encoder = SetEncoder(shape[0], min(shape[1:]), settings.hidden)
+            self.cnaps = SimpleCNAPsModel(UserNet(backbone, flatten=True), encoder, shape, True)
+        self.model = self.cnaps
+        # evaluation passes in chunks, unless batch statistics make an embedding batch-dependent
+        dependent = batch_dependent(self.cnaps.backbone)
+        if self.lite_h and dependent:
+            raise ValueError(
+                "lite_h needs an embedding that treats each image on its own: this backbone has "
+                "a batch norm without running statistics (use group norm or running statistics)"
+            )
+        self.chunk = CHUNK if not dependent else 1 << 30
 
     def _representation(self, xs: torch.Tensor, subset: torch.Tensor | None) -> torch.Tensor:
         enc = self.cnaps.set_encoder
@@ -232,7 +334,15 @@ class SimpleCNAPs(Method):
         """Mahalanobis logits of the queries after adapting the backbone to the support set."""
         return self._logits(support_x, support_y, query_x, way, None)
 
-    def _logits(self, xs, ys, xq, way, subsets) -> torch.Tensor:
+    def _logits(
+        self,
+        xs: torch.Tensor,
+        ys: torch.Tensor,
+        xq: torch.Tensor,
+        way: int,
+        subsets: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> torch.Tensor:
+        self.ready()
         m = self.cnaps
         m.adapt(self._representation(xs, None if subsets is None else subsets[0]))
         try:
@@ -254,20 +364,20 @@ class SimpleCNAPs(Method):
 
             sampler_for(store, config_from_settings(s))
         elif split in ("train", "trainval"):
-            store.check_episode(s.train_way, s.train_shot, s.train_query)
+            store.check_episode(*self.train_sizes())
         else:
             store.check_episode(s.way, s.shot, s.query)
 
-    def sample_train(self, store: ArrayStore, generator: torch.Generator, iteration: int):
+    def sample_train(
+        self, store: ArrayStore, generator: torch.Generator, iteration: int
+    ) -> Episode:
         s = self.settings
         if s.md_episodes:
             from fsbench.data.md_sampling import config_from_settings, md_episode
 
             episode = md_episode(store, generator, config_from_settings(s))
         else:
-            episode = store.sample_episode(
-                generator, s.train_way, s.train_shot, s.train_query, 1, check=False
-            )
+            episode = store.sample_episode(generator, *self.train_sizes(), 1, check=False)
         if self.lite_h:  # two independent subsets: set encoder, backbone
             n = episode.support_x.shape[1]
             h = min(self.lite_h, n)

@@ -51,12 +51,17 @@ class BatchStatNorm(nn.Module):
             raise ValueError(f"affine must be one of {AFFINES}, got {affine!r}")
         self.weight = nn.Parameter(torch.ones(channels)) if affine == "scale+shift" else None
         self.bias = nn.Parameter(torch.zeros(channels)) if affine != "none" else None
+        self.channels = channels
         self.eps = eps
         self.fused = fused
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fused:
-            return F.batch_norm(x, None, None, self.weight, self.bias, training=True, eps=self.eps)
+            # without a learned scale, ones: the same values and gradients (measured bit-equal),
+            # and unlike an absent weight the fused kernel's double backward accepts it (the
+            # second-order MAML meta-gradient of a "shift" norm failed without it)
+            weight = self.weight if self.weight is not None else x.new_ones(x.shape[1])
+            return F.batch_norm(x, None, None, weight, self.bias, training=True, eps=self.eps)
         dims = [0, *range(2, x.dim())]
         var, mean = torch.var_mean(x, dim=dims, keepdim=True, correction=0)
         shape = [1, -1] + [1] * (x.dim() - 2)
@@ -67,6 +72,13 @@ class BatchStatNorm(nn.Module):
         if self.bias is not None:
             shift = shift + self.bias.view(shape)
         return torch.addcmul(shift, x, scale)
+
+
+def set_fused_norm(module: nn.Module, fused: bool) -> None:
+    """Every BatchStatNorm in ``module``: the fused kernel (loops) or the primitive form (vmap)."""
+    for m in module.modules():
+        if isinstance(m, BatchStatNorm):
+            m.fused = fused
 
 
 def make_norm(channels: int, norm: str, affine: str) -> nn.Module:
@@ -180,9 +192,7 @@ class Conv4(nn.Module):
 
     def set_fused_norm(self, fused: bool) -> None:
         """Choose the fused batch-norm kernel (loops) or the primitive form (needed under vmap)."""
-        for m in self.modules():
-            if isinstance(m, BatchStatNorm):
-                m.fused = fused
+        set_fused_norm(self, fused)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Features [B, feature_dim]: the last block flattened, or averaged over space (``mean``)."""
