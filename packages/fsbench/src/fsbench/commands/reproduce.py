@@ -149,6 +149,7 @@ def reproduce(
             if item.action == "keep":
                 continue
             res = item.result
+            assert res is not None  # run_plan yields each cell with its result
             how = {"eval": f"evaluated from {item.trained_in}", "resume": "resumed"}.get(
                 item.action, "trained"
             )
