@@ -125,7 +125,8 @@ def register_method(
     ``preset`` (a built-in method's presets per dataset, or a dict of settings).
 
     A name that is a built-in method or already registered is refused unless ``replace=True``
-    (a user method then runs under the built-in name; tables still mark it).
+    (a user method then runs under the built-in name with that name's presets, ``preset`` is
+    not used; tables still mark it and show no published number beside it).
     """
     return _register(name, cls, description, preset, replace, "register_method", None)
 
