@@ -13,6 +13,7 @@ EPISODIC_METHODS = ("maml", "fomaml", "protonet", "mtl", "magnet", "repmet", "si
 LITE_METHODS = ("protonet", "simple_cnaps")  # embed a whole support set at once: --lite-h
 PRETRAIN_METHODS = ("pretrain",)
 CLASSIFIER_METHODS = ("logreg", "mlp", "cnn", "gru")
+BUILTIN_METHODS = (*EPISODIC_METHODS, *PRETRAIN_METHODS, *CLASSIFIER_METHODS)
 MDMNIST_DATASETS = ("doublemnist", "triplemnist")
 MNIST1D_DATASETS = ("mnist1d", "mnist1d-shuffled")
 NATURAL_DATASETS = ("miniimagenet", "fc100")  # the user's files (MTL's benchmarks)
@@ -44,7 +45,21 @@ MODES_SPLITS = {
 
 
 def check_pair(method: str, dataset: str) -> None:
-    """FsbenchError unless ``method`` has a preset for ``dataset`` (both canonical names)."""
+    """FsbenchError unless ``method`` has a preset for ``dataset`` (both canonical names).
+
+    A user method (fsbench.methods.registry) goes where the built-in method whose presets it
+    takes goes; one registered with a dict of settings, with every image dataset."""
+    if method not in BUILTIN_METHODS:
+        from fsbench.methods.registry import user_method
+
+        preset = user_method(method).preset  # a one-line error for an unknown method
+        if isinstance(preset, str):
+            check_pair(preset, dataset)
+        elif dataset not in IMAGE_DATASETS:
+            raise FsbenchError(
+                f"method {method!r} is episodic; use it with one of {', '.join(IMAGE_DATASETS)}"
+            )
+        return
     if method in CLASSIFIER_METHODS:
         if dataset not in MNIST1D_DATASETS:
             raise FsbenchError(
@@ -52,9 +67,6 @@ def check_pair(method: str, dataset: str) -> None:
                 f"{', '.join(MNIST1D_DATASETS)}"
             )
         return
-    known = EPISODIC_METHODS + PRETRAIN_METHODS + CLASSIFIER_METHODS
-    if method not in known:
-        raise FsbenchError(f"unknown method {method!r}; choose from {', '.join(known)}")
     if dataset in MNIST1D_DATASETS:
         raise FsbenchError(
             f"method {method!r} needs an image dataset ({', '.join(IMAGE_DATASETS)}); "

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fsbench.catalog import (
+    BUILTIN_METHODS,
     CLASSIFIER_METHODS,
     MODES_DATASETS,
     MODES_METHODS,
@@ -423,6 +424,10 @@ def _mtl(dataset: str) -> Preset:
 def preset_for(method: str, dataset: str) -> Preset:
     """The preset of a canonical (method, dataset) pair; FsbenchError when they do not go together."""
     check_pair(method, dataset)
+    if method not in BUILTIN_METHODS:  # a user's method: its preset method's values, renamed
+        from fsbench.methods.registry import user_preset
+
+        return user_preset(method, dataset)
     if method in CLASSIFIER_METHODS:
         return _classifier(method, dataset)
     if method in MODES_METHODS:

@@ -5,7 +5,9 @@ execution-only ones such as threads). Runs of the same method/dataset/way/shot w
 are rows of their own, whose ``settings`` column names the values that set them apart. With
 several seeds, the CI is computed from the seeds' spread (1.96 x sample std / sqrt(seeds)); with
 one seed it is that run's own CI. Rows of data that differ from the published protocol's (e.g.
-the small Omniglot sets) get no published number.
+the small Omniglot sets) get no published number. A user's method (result.json's
+``user_method``) is marked "NAME (user method)" in every table and never shown beside a
+published number.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fsbench.catalog import CLASSIFIER_METHODS
+from fsbench.catalog import BUILTIN_METHODS, CLASSIFIER_METHODS
 from fsbench.published import published
 from fsbench.results import find_results
 from fsbench.settings import semantic
@@ -24,12 +26,19 @@ from fsbench.table_specs import TableSpec
 
 KEYS = ["method", "dataset", "way", "shot"]
 SEED_CI = "1.96*std/sqrt(seeds) over seed means"
+USER_MARK = " (user method)"
+
+
+def method_label(result: dict) -> str:
+    """A result's method as the tables show it: a user's method is marked."""
+    name = str(result.get("method"))
+    return name + USER_MARK if result.get("user_method") else name
 
 
 def _key(result: dict) -> tuple:
-    if result.get("method") in CLASSIFIER_METHODS:
+    if result.get("method") in CLASSIFIER_METHODS and not result.get("user_method"):
         return (result["method"], result["dataset"], None, None)
-    return tuple(result.get(k) for k in KEYS)
+    return (method_label(result), *(result.get(k) for k in KEYS[1:]))
 
 
 def _signature(result: dict) -> str:
@@ -44,6 +53,8 @@ def _signature(result: dict) -> str:
 
 
 def _published(result: dict, method: str, dataset: str, way, shot) -> float | None:
+    if result.get("user_method"):  # never beside a built-in method's published number
+        return None
     if "published_percent" in result:  # written by fsbench: None when not comparable
         return result["published_percent"]
     return published(method, dataset, way, shot)
@@ -70,7 +81,7 @@ def summarize(runs: list[dict]) -> dict:
     """One row of seeds of one setting: mean, CI (over seeds when several), published, ..."""
     runs = sorted(runs, key=lambda r: r.get("seed", 0))
     first = runs[0]
-    method, dataset, way, shot = _key(first)
+    method, dataset, way, shot = _key(first)  # method: marked when it is a user's
     accs = [100.0 * r["accuracy"] for r in runs]
     n = len(accs)
     mean = sum(accs) / n
@@ -163,6 +174,8 @@ def match_cells(spec: TableSpec, results: list[dict]) -> dict[str, list[dict]]:
             settings = r.get("settings") or {}
             if (r.get("method"), r.get("dataset")) != (cell.method, cell.dataset):
                 continue
+            if bool(r.get("user_method")) != (cell.method not in BUILTIN_METHODS):
+                continue  # a user's method under a built-in name is not the built-in's cell
             own = {k: v for k, v in cell.overrides.items() if k != "pretrained"}
             if cell.method not in CLASSIFIER_METHODS:
                 own.setdefault("way", r.get("way"))
@@ -192,6 +205,8 @@ def pivot_frame(spec: TableSpec, by_cell: dict[str, list[dict]]) -> pd.DataFrame
         r = summarize(runs)
         if spec.rows_are == "dataset" and r["dataset"] != cell.dataset:
             labels[cell.row] = r["dataset"]  # a label for data that is not the published set
+            if cell.method not in BUILTIN_METHODS:  # a user's row (reproduce --with)
+                labels[cell.row] += f", {r['method']}"
         pub = r["published_%"]
         mark = DEVIATION_MARK if r["vs_preset"] else ""
         text = f"{r['ours_%']:.1f} ± {r['ci95_%']:.1f}{mark}"

@@ -20,6 +20,16 @@ def list_() -> None:
     click.echo("Methods:")
     for m in METHODS:
         click.echo(f"  {m:<10} {DESCRIPTIONS[m]}")
+    from fsbench.methods.registry import user_methods
+
+    mine, broken = user_methods()
+    if mine or broken:
+        click.echo("User methods (registered or entry points; marked in tables):")
+        for m, entry in mine.items():
+            preset = entry.preset if isinstance(entry.preset, str) else "settings given"
+            click.echo(f"  {m:<10} {entry.description} [{entry.origin}; defaults: {preset}]")
+        for line in broken:
+            click.echo(f"  (not loaded) {line}")
     click.echo("Datasets:")
     back: dict[str, list[str]] = {}
     for alias_, target in ALIASES.items():
@@ -61,5 +71,5 @@ def list_() -> None:
             click.echo(f"  {m} / {d}: {shown_}")
             click.echo(f"      {p.source}")
     click.echo("Tables (fsbench reproduce TABLE [--quick]):")
-    for t in TABLES.values():
-        click.echo(f"  {t.name}: {t.source}; {len(t.cells)} cells")
+    for spec in TABLES.values():
+        click.echo(f"  {spec.name}: {spec.source}; {len(spec.cells)} cells")

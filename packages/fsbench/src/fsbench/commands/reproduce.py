@@ -77,6 +77,14 @@ def what_ran(results: list[dict]) -> list[str]:
     help="cells run side by side in this many processes (one torch thread each unless --threads)",
 )
 @time_limit_option()
+@click.option(
+    "--with",
+    "with_",
+    multiple=True,
+    metavar="METHOD",
+    help="add a user's method (registered, or a fsbench.methods entry point) as rows of the "
+    "table, under its protocol; repeatable",
+)
 def reproduce(
     table: str,
     quick: bool,
@@ -91,13 +99,19 @@ def reproduce(
     iterations: int | None,
     jobs: int,
     time_limit: float | None,
+    with_: tuple[str, ...] = (),
 ) -> None:
-    """Run every cell of a source TABLE and print it beside the published numbers."""
-    from fsbench.engine.reproduce import plan_table, run_plan
+    """Run every cell of a source TABLE and print it beside the published numbers.
+
+    With --with METHOD a user's method gets rows of its own under the table's protocol (the
+    same datasets, way/shot, test episodes, data and seeds), marked as a user method."""
+    from fsbench.engine.reproduce import plan_table, run_plan, with_user_methods
     from fsbench.engine.stop import process_start, stop_on_signals
     from fsbench.tables import pivot_frame, results_frame, to_markdown, write_tables
 
     if table == "repmet-detection":  # RepMet vs fine-tuning detectors: detection/reproduce.py
+        if with_:
+            raise FsbenchError("--with applies to the few-shot classification tables")
         from fsbench.commands.detection import reproduce_detection_cli
 
         return reproduce_detection_cli(
@@ -105,6 +119,8 @@ def reproduce(
         )
     configure_logging(quiet)
     spec = TABLES[table]
+    if with_:
+        spec = with_user_methods(spec, [m.lower() for m in with_])
     out = out or Path("reproduce") / (table + ("-quick" if quick else ""))
     seed_list = _parse_seeds(seeds) or (spec.quick_seeds if quick else spec.seeds)
     t0 = time.perf_counter()

@@ -20,8 +20,19 @@ RUN_METHODS = sorted([m for m in METHODS if m != "pretrain"] + list(DETECTORS))
 POS = click.IntRange(min=1)
 
 
+class MethodChoice(click.Choice):
+    """The built-in methods, or a user's registered method (fsbench.methods.registry)."""
+
+    def convert(self, value, param, ctx):
+        from fsbench.methods.registry import is_user_method
+
+        if str(value).lower() not in self.choices and is_user_method(str(value).lower()):
+            return str(value).lower()
+        return super().convert(value, param, ctx)
+
+
 @click.command()
-@click.argument("method", type=click.Choice(RUN_METHODS, case_sensitive=False), metavar="METHOD")
+@click.argument("method", type=MethodChoice(RUN_METHODS, case_sensitive=False), metavar="METHOD")
 @click.argument("dataset")
 @click.option(
     "--nproc",

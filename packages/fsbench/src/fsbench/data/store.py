@@ -11,6 +11,7 @@ with the same seed draw different (equally valid) episodes.
 from __future__ import annotations
 
 import operator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,55 @@ def _check_count(flag: str, value: object) -> None:
         ok = False
     if not ok:
         raise FsbenchError(f"{flag} must be an integer >= 1, got {value!r}")
+
+
+def class_table(labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Examples per class, [C], and the index table [C, Kmax] whose row c lists the positions of
+    class c in order, padded with -1: what ``draw_indices`` draws from (on ``labels``' device)."""
+    dev = labels.device
+    counts = torch.bincount(labels, minlength=num_classes)
+    order = torch.argsort(labels, stable=True)
+    kmax = int(counts.max().item()) if num_classes else 0
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(len(order), device=dev) - starts[labels[order]]
+    table = torch.full((num_classes, kmax), -1, dtype=torch.int64, device=dev)
+    table[labels[order], rank] = order
+    return counts, table
+
+
+def draw_indices(
+    generator: torch.Generator,
+    class_index: torch.Tensor,
+    class_counts: torch.Tensor,
+    way: int,
+    shot: int,
+    query: int,
+    batch: int = 1,
+    classes: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The one episode draw: positions [B, way, shot+query] and classes [B, way].
+
+    Every task takes a uniform random subset of ``way`` classes (sorted by their random keys)
+    and of each class a uniform random subset of ``shot + query`` examples (the first ``shot``
+    are its support). ``ArrayStore.sample_indices`` and ``EpisodeBatchSampler`` both draw here,
+    so the same generator state gives the same episode. Arguments are not checked.
+    """
+    way, shot, query, batch = (operator.index(v) for v in (way, shot, query, batch))
+    dev = class_index.device
+    if classes is None:
+        # A uniform random subset of classes per task: the first `way` of a random permutation.
+        keys = torch.rand(batch, class_index.shape[0], generator=generator, device=dev)
+        classes = keys.topk(way, dim=1, largest=False, sorted=True).indices  # [B, way]
+    n = shot + query
+    kmax = class_index.shape[1]
+    # A uniform random subset of each class's examples; padding gets key 2.0 and is never
+    # picked because n <= the smallest class size.
+    keys = torch.rand(batch, way, kmax, generator=generator, device=dev)
+    valid = torch.arange(kmax, device=dev) < class_counts[classes].unsqueeze(-1)
+    keys = keys.masked_fill_(~valid, 2.0)
+    picks = keys.topk(n, dim=-1, largest=False, sorted=True).indices  # [B, way, n]
+    idx = torch.gather(class_index[classes], 2, picks)
+    return idx, classes
 
 
 @dataclass
@@ -93,18 +143,93 @@ class ArrayStore:
         if rotate_classes and (self.data.ndim < 3 or self.data.shape[-1] != self.data.shape[-2]):
             raise FsbenchError("rotate_classes needs square images")
         self.rotate_classes = rotate_classes
-        counts = torch.bincount(self.labels, minlength=self.num_classes)
-        self.class_counts = counts
+        self.class_counts, self.class_index = class_table(self.labels, self.num_classes)
         # Python ints, read once here, so that checks never wait for the device.
+        counts = self.class_counts
         self._min_class_size = int(counts.min().item()) if self.num_classes else 0
-        # index table [C, Kmax]: row c lists the positions of class c, padded with -1.
-        order = torch.argsort(self.labels, stable=True)
-        kmax = int(counts.max().item()) if self.num_classes else 0
-        starts = torch.cumsum(counts, 0) - counts
-        rank = torch.arange(len(order), device=self.device) - starts[self.labels[order]]
-        table = torch.full((self.num_classes, kmax), -1, dtype=torch.int64, device=self.device)
-        table[self.labels[order], rank] = order
-        self.class_index = table
+
+    @classmethod
+    def from_tensors(
+        cls,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        class_names: Sequence[str] | None = None,
+        device: torch.device | str = "cpu",
+        *,
+        meta: dict[str, Any] | None = None,
+    ) -> ArrayStore:
+        """A store of your own examples ``x`` [N, ...] and integer labels ``y`` [N].
+
+        uint8 ``x`` stays uint8 (images, scaled to [0, 1] when drawn), anything else becomes
+        float32. The distinct labels in sorted order become classes 0..C-1; ``class_names``
+        is indexed by label value (as a dataset's ``.classes``), default the labels as text.
+        """
+        from fsbench.data.sampler import dense_labels, label_tensor
+
+        x = torch.as_tensor(x)
+        labels = label_tensor(y, "y")
+        if x.ndim < 1 or x.shape[0] != len(labels):
+            raise FsbenchError(
+                f"x has {x.shape[0] if x.ndim else 0} examples but y has {len(labels)} labels; "
+                "give one label per example"
+            )
+        dense, values = dense_labels(labels)
+        if class_names is not None:
+            top = int(values[-1]) if len(values) else -1
+            if int(values[0] if len(values) else 0) < 0 or len(class_names) <= top:
+                raise FsbenchError(
+                    f"class_names has {len(class_names)} names but the labels go up to {top}: "
+                    "give one name per label value 0..max"
+                )
+            names = [str(class_names[int(v)]) for v in values]
+        else:
+            names = [str(int(v)) for v in values]
+        data = x if x.dtype == torch.uint8 else x.to(torch.float32)
+        return cls(data, dense, names, device, meta={"source": "from_tensors", **(meta or {})})
+
+    @classmethod
+    def from_dataset(
+        cls,
+        dataset: Any,
+        class_names: Sequence[str] | None = None,
+        device: torch.device | str = "cpu",
+    ) -> ArrayStore:
+        """A store of every item of a map-style labelled ``dataset`` (``(example, label)``
+        items), each read once through the dataset's own transform.
+
+        PIL images are kept as uint8 [C, H, W] (grayscale: C = 1), as the built-in image
+        stores; uint8 tensors stay uint8, other tensors become float32. Class names come from
+        ``dataset.classes`` when it has them (else ``class_names``, else the labels as text).
+        """
+        from fsbench.data.sampler import as_example, as_label, check_shape, item_pair
+
+        try:
+            n = len(dataset)
+        except TypeError:
+            raise FsbenchError(
+                f"{type(dataset).__name__} has no len(): give a map-style Dataset"
+            ) from None
+        if n == 0:
+            raise FsbenchError("the dataset is empty")
+        first_x, first_y = item_pair(dataset[0], 0)
+        first = as_example(first_x, 0)
+        data = torch.empty((n, *first.shape), dtype=first.dtype)
+        labels = torch.empty(n, dtype=torch.int64)
+        data[0], labels[0] = first, as_label(first_y, 0)
+        for i in range(1, n):
+            x, y = item_pair(dataset[i], i)
+            example = as_example(x, i)
+            check_shape(example, i, first.shape)
+            if example.dtype != first.dtype:
+                raise FsbenchError(
+                    f"item {i} is {example.dtype} but item 0 {first.dtype}: give the dataset a "
+                    "transform that returns one kind of example"
+                )
+            data[i], labels[i] = example, as_label(y, i)
+        if class_names is None:
+            class_names = getattr(dataset, "classes", None)
+        meta = {"source": "from_dataset", "dataset": type(dataset).__name__}
+        return cls.from_tensors(data, labels, class_names, device, meta=meta)
 
     def __len__(self) -> int:
         return int(self.data.shape[0])
@@ -192,22 +317,9 @@ class ArrayStore:
         if check:
             self.check_episode(way, shot, query, batch)
             self._check_generator(generator)
-        way, shot, query, batch = (operator.index(v) for v in (way, shot, query, batch))
-        dev = self.device
-        if classes is None:
-            # A uniform random subset of classes per task: the first `way` of a random permutation.
-            keys = torch.rand(batch, self.num_classes, generator=generator, device=dev)
-            classes = keys.topk(way, dim=1, largest=False, sorted=True).indices  # [B, way]
-        n = shot + query
-        kmax = self.class_index.shape[1]
-        # A uniform random subset of each class's examples; padding gets key 2.0 and is never
-        # picked because n <= the smallest class size.
-        keys = torch.rand(batch, way, kmax, generator=generator, device=dev)
-        valid = torch.arange(kmax, device=dev) < self.class_counts[classes].unsqueeze(-1)
-        keys = keys.masked_fill_(~valid, 2.0)
-        picks = keys.topk(n, dim=-1, largest=False, sorted=True).indices  # [B, way, n]
-        idx = torch.gather(self.class_index[classes], 2, picks)
-        return idx, classes
+        return draw_indices(
+            generator, self.class_index, self.class_counts, way, shot, query, batch, classes
+        )
 
     def sample_episode(
         self,

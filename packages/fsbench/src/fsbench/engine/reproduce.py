@@ -10,6 +10,10 @@ Each cell's folder is checked against the settings asked for before anything run
   one training: the first trains, the others are evaluated from it (``fsbench eval``);
 - a cell folder another process holds (its lock) is refused before anything runs.
 
+``with_user_methods`` adds a user's methods to a table (``fsbench reproduce TABLE --with
+NAME``): a row of cells under the table's protocol (its datasets, way/shot, queries, test
+episodes, data options, seeds and --quick values), each marked as a user method.
+
 A stop signal or ``time_limit`` stops the running cells at an iteration boundary with their
 checkpoints written (``RunStopped``); the same command later resumes them.
 """
@@ -17,11 +21,11 @@ checkpoints written (``RunStopped``); the same command later resumes them.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from fsbench.catalog import IMAGE_DATASETS
+from fsbench.catalog import BUILTIN_METHODS, CLASSIFIER_METHODS, IMAGE_DATASETS
 from fsbench.engine import run_lock
 from fsbench.engine.evaluate import evaluate_run
 from fsbench.engine.parallel import CellJob, prepare_data, run_jobs
@@ -29,10 +33,10 @@ from fsbench.engine.run import describe_differences
 from fsbench.engine.stop import RunStopped, StopRequest
 from fsbench.engine.trainer import load_checkpoint
 from fsbench.errors import FsbenchError
-from fsbench.methods import METHODS
+from fsbench.methods.registry import method_class
 from fsbench.resolve import resolve_settings
 from fsbench.results import CHECKPOINT, RESULT, read_json
-from fsbench.settings import differences, semantic
+from fsbench.settings import SPECS, differences, semantic
 from fsbench.table_specs import PRETRAINED_IN_TABLE, Cell, TableSpec
 
 
@@ -74,6 +78,8 @@ def cell_settings(
         }
     given.update(cell.overrides)
     given.update({k: v for k, v in overrides.items() if v is not None})
+    if cell.method not in BUILTIN_METHODS:  # a user's row: the --quick values it can take
+        given = {k: v for k, v in given.items() if _applies(k, cell.method)}
     if cell.method == "pretrain":
         given.pop("iterations", None)  # pre-training counts epochs (--iterations is for the rest)
     given["seed"] = seed
@@ -85,9 +91,52 @@ def cell_settings(
     return settings
 
 
+def _applies(key: str, method: str) -> bool:
+    """Whether a setting applies to ``method`` (a setting of some built-in methods does not)."""
+    methods = SPECS[key][1].methods if key in SPECS else None
+    return methods is None or method in methods
+
+
+# What a user's cell keeps of the built-in cell it sits beside: the test protocol and the data.
+PROTOCOL_KEYS = ("way", "shot", "query", "train_query", "episodes", "data_options")
+
+
+def with_user_methods(spec: TableSpec, names: Sequence[str]) -> TableSpec:
+    """``spec`` with a row of cells for each user method of ``names``: one per distinct dataset,
+    column and protocol (PROTOCOL_KEYS) of its cells; the method's own preset gives the rest."""
+    from fsbench.methods.registry import user_method
+    from fsbench.tables import USER_MARK
+
+    cells = list(spec.cells)
+    for name in dict.fromkeys(names):
+        if name in BUILTIN_METHODS:
+            raise FsbenchError(f"--with takes a user's method; {name} is built in")
+        user_method(name)  # one line for an unknown name or a broken entry point
+        seen: set[str] = set()
+        for cell in spec.cells:
+            if cell.method in CLASSIFIER_METHODS or cell.method == "pretrain":
+                continue
+            own = {k: v for k, v in cell.overrides.items() if k in PROTOCOL_KEYS}
+            key = json.dumps([cell.dataset, cell.column, own], sort_keys=True, default=str)
+            if key in seen:
+                continue
+            seen.add(key)
+            label = name + USER_MARK
+            row = label if spec.rows_are == "method" else f"{cell.row}, {label}"
+            mine = Cell(name, cell.dataset, row, cell.column, own)
+            if any(c.name == mine.name for c in cells):  # same way/shot, another protocol
+                mine = replace(mine, tag=f"-{len(seen)}")
+            cells.append(mine)
+        if not seen:
+            raise FsbenchError(
+                f"--with: table {spec.name} has no episodic cells for {name} to sit beside"
+            )
+    return replace(spec, cells=tuple(cells))
+
+
 def training_key(settings: dict) -> str:
     """What a training depends on: the settings without those only the test evaluation reads."""
-    only_eval = set(METHODS[settings["method"]].eval_settings)
+    only_eval = set(method_class(settings["method"]).eval_settings)
     kept = {k: v for k, v in semantic(settings).items() if k not in only_eval}
     return json.dumps(kept, sort_keys=True, default=str)
 
@@ -140,6 +189,17 @@ def plan_table(
 ) -> list[PlannedCell]:
     """Every cell x seed with its action; refuses (FsbenchError) before anything runs."""
     seeds = seeds or (spec.quick_seeds if quick else spec.seeds)
+    if jobs > 1:
+        from fsbench.methods.registry import find_user_method
+
+        for cell in spec.cells:
+            found = find_user_method(cell.method) if cell.method not in BUILTIN_METHODS else None
+            if found is not None and found.origin == "register_method":
+                raise FsbenchError(
+                    f"method {cell.method} was registered by a call in this process, which the "
+                    "--jobs worker processes do not know: use jobs 1, or register it through "
+                    "the fsbench.methods entry point"
+                )
     plan: list[PlannedCell] = []
     trainers: dict[str, PlannedCell] = {}
     for cell in spec.cells:

@@ -171,13 +171,14 @@ def plan_rerun(path: Path, device: str | None = None, quiet: bool = False) -> Re
     from fsbench.data import DATASETS
     from fsbench.engine import distributed
     from fsbench.methods import METHODS
+    from fsbench.methods.registry import is_user_method
     from fsbench.presets import preset_for
 
     source = result_path(path)
     result = read_result(source)
     settings = dict(result["settings"])
     method, dataset = settings.get("method"), settings.get("dataset")
-    if method not in METHODS:
+    if method not in METHODS and not is_user_method(str(method)):
         raise FsbenchError(
             f"{source}: method {method!r} is not one this fsbench knows ({', '.join(METHODS)}); "
             "it cannot be rerun here"
@@ -203,7 +204,9 @@ def plan_rerun(path: Path, device: str | None = None, quiet: bool = False) -> Re
     if "progress" in options:
         options["progress"] = not quiet
     settings["data_options"] = options
-    settings["preset_source"] = result.get("preset_source") or preset_for(method, dataset).source
+    settings["preset_source"] = (
+        result.get("preset_source") or preset_for(str(method), str(dataset)).source
+    )
     if settings.get("threads") is None and result.get("torch_threads"):
         settings["threads"] = int(result["torch_threads"])  # float sums depend on the threads
     recorded_device = str(result.get("device") or "auto").split()[0]

@@ -38,6 +38,7 @@ from fsbench.engine.trainer import (
 from fsbench.errors import FsbenchError
 from fsbench.methods import build_method
 from fsbench.methods.base import Method
+from fsbench.methods.registry import record as user_method_record
 from fsbench.presets import preset_for
 from fsbench.published import published, published_source
 from fsbench.resolve import deviations
@@ -367,6 +368,7 @@ def build_result(
         "git": git_commit(),
         "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    result.update(user_method_record(method_name))  # {} for a built-in method
     if not comparable:
         result["not_comparable"] = test_store.meta.get(
             "not_comparable", "the data differ from the published protocol's"

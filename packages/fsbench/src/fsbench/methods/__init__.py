@@ -68,7 +68,9 @@ def build_method(
 
     if not isinstance(settings, Settings):
         settings = Settings.from_dict(settings)
-    return METHODS[settings.method](
+    from fsbench.methods.registry import method_class  # built-in or a user's
+
+    return method_class(settings.method)(
         backbone, settings=settings, example_shape=example_shape, num_classes=num_classes
     )
 

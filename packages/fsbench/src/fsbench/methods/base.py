@@ -61,10 +61,71 @@ def step_schedule(
 
 
 class Method:
-    """Base class: subclasses build ``self.model`` and define the loss and the evaluation.
+    """A few-shot method: what the engine trains, checkpoints and tests. Subclass it for your own.
 
-    Episodic methods implement ``episode_accuracies`` and inherit ``evaluate``; the model is in
-    ``eval()`` mode during evaluation (which matters for running-statistics batch norm only).
+    The engine, for one run: builds the method (``__init__``), calls ``check`` on every split,
+    ``iterations`` once, ``make_optimizer``; then each training iteration
+    ``batch = sample_train(store, generator, i)``, ``loss, metrics = train_loss(batch)`` and an
+    optimizer step on ``loss``; at every validation and at the test ``evaluate``, which draws
+    the test episodes (the same for every method with the same seed) and calls
+    ``episode_accuracies`` with the model in ``eval()``. Checkpoints keep ``model``'s
+    ``state_dict()`` and ``extra_state()``; result.json adds ``summary()``.
+
+    A minimal method is ``__init__`` (build ``self.model``, an ``nn.Module`` holding every
+    trained parameter), ``train_loss`` and ``task_scores``; the defaults below do the rest for
+    episodic training on the settings' train_way/train_shot/train_query::
+
+        class NearestCentroid(Method):
+            def __init__(self, backbone=None, **kw):
+                super().__init__(backbone, **kw)
+                self.model = backbone or nn.Sequential(  # shape(): one example's shape
+                    nn.Flatten(), nn.Linear(math.prod(self.shape()), 64), nn.ReLU(),
+                    nn.Linear(64, 64),
+                )
+
+            def task_scores(self, support_x, support_y, query_x, way):
+                zs, zq = self.model(support_x), self.model(query_x)
+                centroids = torch.stack([zs[support_y == c].mean(0) for c in range(way)])
+                return -torch.cdist(zq, centroids)
+
+            def train_loss(self, batch):
+                logits = self.task_scores(batch.support_x[0], batch.support_y[0],
+                                          batch.query_x[0], batch.way)
+                loss = F.cross_entropy(logits, batch.query_y[0])
+                acc = (logits.argmax(1) == batch.query_y[0]).float().mean()
+                return loss, {"loss": loss.detach(), "accuracy": acc}
+
+        fsbench.register_method("nc", NearestCentroid, description="nearest centroid")
+        # now `fsbench run nc doubled` in this process, or an entry point for the shell:
+        # fsbench.methods.registry
+
+    What each part receives and must return:
+
+    - ``__init__(backbone=None, *, settings=..., example_shape=..., num_classes=..., **kw)``:
+      call ``super().__init__`` first; ``self.settings`` is then the run's frozen ``Settings``
+      (way, shot, lr, iterations, ...), ``self.example_shape`` the shape of one example and
+      ``self.backbone`` the user's module (None: build your own network).
+    - ``sample_train(store, generator, iteration)``: the training batch of one iteration, drawn
+      from ``store`` (an ``ArrayStore``) with ``generator`` only (so runs are deterministic);
+      any object ``train_loss`` takes. Default: an ``Episode`` of ``rank_tasks`` tasks of
+      train_way classes, train_shot support and train_query queries each.
+    - ``train_loss(batch)``: a 0-d loss tensor to back-propagate and a dict of 0-d metric
+      tensors, which must hold "loss" and "accuracy" (the training batch's; shown in progress
+      and metrics.jsonl) and may hold more (logged too).
+    - ``task_scores(support_x, support_y, query_x, way)``: class scores [Q, way] of one task's
+      queries (higher: more likely), on the model's device; used by the default
+      ``episode_accuracies`` and by ``fsbench predict``.
+    - ``episode_accuracies(episode)``: the query accuracy of each task of an episode batch,
+      float tensor [B]. Default: from ``task_scores`` under ``torch.no_grad()``.
+    - ``check(store, split)``: raise FsbenchError (one line) when a split cannot serve the
+      method's episodes. Default: training episodes on train splits, test episodes otherwise.
+    - ``iterations(store)``: training iterations (default: the ``iterations`` setting).
+    - ``extra_state()`` / ``load_extra_state(state)``: state beyond ``model``'s weights that a
+      checkpoint must keep (a dict of tensors and plain values), and its restore.
+    - ``summary()``: a dict of JSON-able facts added to result.json (e.g. parameter counts).
+
+    ``make_optimizer`` (Adam on ``model.parameters()`` at the ``lr`` setting), ``evaluate``,
+    ``predict`` and ``probabilities`` rarely need overriding.
 
     ``backbone``: your own ``nn.Module`` in place of the preset's network; each method's class
     docstring says what it must be (an embedding x -> [B, D], a model x -> logits, fsbench's
@@ -177,8 +238,12 @@ class Method:
         )
 
     def sample_train(self, store: ArrayStore, generator: torch.Generator, iteration: int):
-        """Training batch number ``iteration`` (an episode meta-batch or a minibatch)."""
-        raise NotImplementedError
+        """Training batch number ``iteration`` (an episode meta-batch or a minibatch).
+
+        Default (episodic methods): ``rank_tasks`` tasks of the settings' train_way classes,
+        train_shot support and train_query queries each, as an ``Episode``."""
+        way, shot, query = self.train_sizes()
+        return store.sample_episode(generator, way, shot, query, self.rank_tasks, check=False)
 
     def train_loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The loss to back-propagate and the metrics (0-d tensors, read only when logged)."""
@@ -196,7 +261,15 @@ class Method:
         """Restore what ``extra_state`` returned."""
 
     def check(self, store: ArrayStore, split: str) -> None:
-        """Raise ValueError/FsbenchError when the split cannot serve this method's episodes."""
+        """Raise ValueError/FsbenchError when the split cannot serve this method's episodes.
+
+        Default (episodic methods): training episodes (train_way/train_shot/train_query) on the
+        train splits, the test episodes (way/shot/query) on the others."""
+        s = self.settings
+        if split in ("train", "trainval"):
+            store.check_episode(*self.train_sizes())
+        else:
+            store.check_episode(s.way, s.shot, s.query)
 
     # -- data parallel (engine/distributed.py) ----------------------------------------------
     ranks = 1  # processes that share each training step
@@ -233,8 +306,17 @@ class Method:
         return 1
 
     def episode_accuracies(self, episode: Episode) -> torch.Tensor:
-        """Accuracy of each task of an episode batch, [B], on the model's device."""
-        raise NotImplementedError
+        """Accuracy of each task of an episode batch, [B], on the model's device.
+
+        Default: the arg max of ``task_scores`` of each task against its query labels."""
+        out = []
+        with torch.no_grad():
+            for b in range(episode.support_x.shape[0]):
+                scores = self.task_scores(
+                    episode.support_x[b], episode.support_y[b], episode.query_x[b], episode.way
+                )
+                out.append((scores.argmax(1) == episode.query_y[b]).float().mean())
+        return torch.stack(out)
 
     # -- one task: scores of queries given a labelled support set (episodes and predict) -----
     def task_scores(
