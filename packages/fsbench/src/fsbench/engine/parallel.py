@@ -56,7 +56,9 @@ def run_job(job: CellJob) -> dict:
             resume=job.resume,
             quiet=job.quiet,
             time_limit=job.time_limit,
-            started=None if job.deadline is None else job.deadline - 60 * job.time_limit,
+            started=None
+            if job.deadline is None or job.time_limit is None
+            else job.deadline - 60 * job.time_limit,
         )
     except stop.RunStopped as exc:
         exc.where = exc.where or str(job.out)

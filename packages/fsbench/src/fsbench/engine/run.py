@@ -43,6 +43,7 @@ from fsbench.engine.trainer import (
 from fsbench.errors import FsbenchError
 from fsbench.methods import build_method
 from fsbench.methods.base import EvalResult, Method
+from fsbench.methods.maml import MAML
 from fsbench.presets import preset_for
 from fsbench.published import published, published_source
 from fsbench.resolve import deviations
@@ -615,7 +616,7 @@ def _run_setting(
             resume and out is not None and (out / CHECKPOINT).exists()
         ):
             try:
-                method.load_pretrained(pretrained)
+                getattr(method, "load_pretrained")(pretrained)  # noqa: B009 (MTL's; refused elsewhere)
             except ValueError as exc:
                 raise SettingError(
                     f"{{pretrained}} {settings['pretrained']}: {exc}", "pretrained"
@@ -710,10 +711,12 @@ def _train_and_test(
     )
     halt = distributed.broadcast_object(stop.before_start())  # rank 0 decides for all
     if halt is not None:  # asked to stop after the last iteration: the test runs on --resume
+        reason, signum = halt
         raise RunStopped(
             outcome.iteration,
             outcome.iteration,
-            *halt,
+            reason,
+            signum,
             hint="training is done; resume with --resume to run the test evaluation",
         )
     why, state = None, None
@@ -755,7 +758,7 @@ def _train_and_test(
     if world > 1:
         result["world_size"] = world
     result.update(method.summary())
-    if method_name in ("maml", "fomaml"):
+    if method_name in ("maml", "fomaml") and isinstance(method, MAML):
         result["maml_exec"] = method.execution
         if method.execution_timings:
             result["maml_exec_seconds"] = method.execution_timings

@@ -411,6 +411,7 @@ def train(
         timing["saved"] = iteration
 
     def validate(done: int) -> None:
+        assert val_store is not None  # validations happen only with a val split
         vgen = make_generator(val_store.device, int(settings["seed"]) + VAL_STREAM)
         distributed.broadcast_module(method.model)  # rank 0's batch-norm statistics everywhere
         with autocast(device, precision):
