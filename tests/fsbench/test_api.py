@@ -76,7 +76,11 @@ def test_train_without_out_writes_nothing_and_gives_the_same_numbers(runs, tmp_p
     monkeypatch.chdir(tmp_path)
     before = files_under(tmp_path), files_under(Path(data["data_root"])), files_under(root)
     res = fsbench.train("protonet", "doubled", device="cpu", **data, **SETTINGS)
-    assert (files_under(tmp_path), files_under(Path(data["data_root"])), files_under(root)) == before
+    assert (
+        files_under(tmp_path),
+        files_under(Path(data["data_root"])),
+        files_under(root),
+    ) == before
     assert res.out is None
     assert res.accuracy == cli["accuracy"] and res.ci95 == cli["ci95"]
     assert [f"{i},{a:.6f}" for i, a in enumerate(res.per_episode)] == rows  # the CLI's file
@@ -91,7 +95,8 @@ def test_load_run_and_evaluate_round_trip(runs, tmp_path):
     run = fsbench.load_run(root / "lib")
     assert run.settings["hidden"] == 4 and run.result == lib.result and run.iteration == 3
     assert run.history == lib.history and run.tested == lib.result["selection"]["tested"]
-    for a, b in zip(run.method.model.state_dict().values(), lib.method.model.state_dict().values()):
+    mine, theirs = run.method.model.state_dict(), lib.method.model.state_dict()
+    for a, b in zip(mine.values(), theirs.values(), strict=True):
         assert torch.equal(a, b)
     again = fsbench.evaluate(run, data_root=data["data_root"], device="cpu")
     assert (again.accuracy, again.per_episode) == (lib.accuracy, lib.per_episode)
@@ -127,7 +132,9 @@ def process_state() -> tuple:
 
 
 def same_state(a: tuple, b: tuple) -> bool:
-    return all(torch.equal(x, y) if torch.is_tensor(x) else x == y for x, y in zip(a, b))
+    return all(
+        torch.equal(x, y) if torch.is_tensor(x) else x == y for x, y in zip(a, b, strict=True)
+    )
 
 
 def test_objects_as_data_leave_the_process_as_it_was(tmp_path, monkeypatch):
