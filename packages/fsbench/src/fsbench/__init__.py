@@ -8,10 +8,6 @@ too. Every name is imported on first use (PEP 562), so ``import fsbench`` stays 
 imports no torch until one is used.
 """
 
-from __future__ import annotations
-
-import importlib
-
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers know it)
 
 __version__ = "0.1.0"
@@ -86,8 +82,10 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
     from fsbench.settings import SettingError, Settings
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> "Any":
     """Import an exported name's module on first use (PEP 562) and keep the name here."""
+    import importlib  # here, not at the top: ``import fsbench`` imports nothing
+
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'fsbench' has no attribute {name!r}")
