@@ -43,11 +43,15 @@ def resolve_device(choice: str) -> torch.device:
     raise SettingError(f"{{device}} must be auto, cpu or cuda, got {choice!r}", "device")
 
 
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (all devices)."""
+def seed_everything(seed: int, cuda: bool = True) -> None:
+    """Seed python, numpy and torch (all devices; with ``cuda`` False the CPU only, so that a
+    CPU run leaves the GPUs' generators alone)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    if cuda:
+        torch.manual_seed(seed)
+    else:
+        torch.default_generator.manual_seed(seed)
 
 
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc mallopt parameters (malloc.h)
@@ -153,14 +157,15 @@ def run_scope(device: torch.device, seed: int | None, threads: int | None = None
     after: the process as it was before (RNG states of the CPU and of ``device`` included), so
     a library run leaves no trace and gives the numbers of the command-line run."""
     saved = ProcessState.save()
-    cuda = [device.index or 0] if device.type == "cuda" else []
+    # torch.manual_seed seeds every GPU: keep (and give back) the states of them all
+    cuda = list(range(torch.cuda.device_count())) if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
         try:
             if threads:
                 torch.set_num_threads(int(threads))
             configure_backend(device)
             if seed is not None:
-                seed_everything(int(seed))
+                seed_everything(int(seed), cuda=device.type == "cuda")
             yield
         finally:
             saved.restore()
