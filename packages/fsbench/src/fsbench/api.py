@@ -218,7 +218,8 @@ def train(
 
     ``method``: a name ("protonet", "maml", ...) or a Method instance (``ProtoNet(backbone)``, a
     subclass), rebuilt for the data with ``for_data`` so the dataset's preset gives the defaults
-    under the settings it was made with. ``data``: a built-in dataset name (its data options,
+    under the settings it was made with (keyword settings given here take precedence; the
+    instance itself is not changed). ``data``: a built-in dataset name (its data options,
     e.g. ``path=``, as keywords; ``data_root`` where generated data is cached), or splits as
     objects ``{"train": ArrayStore, "val": ArrayStore (optional), "test": ArrayStore}``, whose
     settings resolve over the "folder" preset (your own images'; without "val" no validation)
