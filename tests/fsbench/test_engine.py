@@ -12,8 +12,8 @@ from fsbench.engine.trainer import train
 from fsbench.errors import FsbenchError
 from fsbench.methods import build_method
 from fsbench.resolve import resolve_settings
-from fsbench.settings import SettingError
 from fsbench.results import read_metrics
+from fsbench.settings import SettingError
 from fsbench.synthetic import synthetic_loader
 
 SMALL = {
