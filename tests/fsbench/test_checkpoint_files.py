@@ -44,7 +44,7 @@ def test_a_damaged_checkpoint_names_the_file_and_the_two_ways_on(tmp_path, damag
     damage(out / "checkpoint.pt")
     with pytest.raises(FsbenchError) as err:
         run_setting(settings(10), out, loader=LOAD, quiet=True, resume=True)
-    msg = str(err.value)
+    msg = err.value.for_cli()  # the engine names the parameter (resume), the CLI the flag
     assert msg.startswith(f"--resume: {out / 'checkpoint.pt'} {what}"), msg
     assert "--overwrite" in msg and f"delete {out / 'checkpoint.pt'}" in msg
     assert "checkpoint.prev.pt" in msg

@@ -13,6 +13,7 @@ from fsbench.errors import FsbenchError
 from fsbench.methods import build_method
 from fsbench.resolve import resolve_settings
 from fsbench.results import read_metrics
+from fsbench.settings import SettingError
 from fsbench.synthetic import synthetic_loader
 
 SMALL = {
@@ -149,8 +150,9 @@ def test_run_writes_result_log_curve_checkpoint(tmp_path):
     metrics = read_metrics(tmp_path / "metrics.jsonl")
     assert [m["iteration"] for m in metrics if "loss" in m] == [1, 2, 3, 4]
     assert [m["iteration"] for m in metrics if "val_accuracy" in m] == [2, 4]
-    with pytest.raises(FsbenchError, match="--resume"):
+    with pytest.raises(SettingError, match="pass resume to continue it or overwrite") as err:
         run_setting(settings, tmp_path, loader=load, quiet=True)
+    assert "pass --resume to continue it or --overwrite" in err.value.for_cli()
 
 
 def test_episode_too_large_for_split_is_a_user_error(tmp_path):
@@ -169,8 +171,9 @@ def test_device_and_precision_resolution():
     assert resolve_device("cpu").type == "cpu"
     assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
     for bad in ("fp16", "bf16", "auto"):
-        with pytest.raises(FsbenchError, match="--precision"):
+        with pytest.raises(SettingError, match="^precision") as err:
             resolve_precision(bad, torch.device("cpu"))
+        assert err.value.for_cli().startswith("--precision")
     if not torch.cuda.is_available():
         with pytest.raises(FsbenchError, match="CUDA"):
             resolve_device("cuda")

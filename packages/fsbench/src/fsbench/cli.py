@@ -53,7 +53,10 @@ class FsbenchGroup(click.Group):
 @click.version_option(package_name="fsbench", prog_name="fsbench")
 def main() -> None:
     """Few-shot benchmark harness: train the published protocols, print tables beside the published numbers."""
+    from fsbench.engine.device import allow_process_tuning
+
     configure_logging()
+    allow_process_tuning()  # the command's own process: runs may tune malloc (a library may not)
 
 
 from fsbench.commands.evaluate import eval_, predict  # noqa: E402

@@ -39,6 +39,9 @@ class CellJob:
 def run_job(job: CellJob) -> dict:
     """Run one job in this process; the workers' entry point. A stop signal or a deadline that
     has passed before it starts is ``RunStopped`` with nothing written."""
+    from fsbench.engine.device import allow_process_tuning
+
+    allow_process_tuning()  # a worker of the command line, as the command's own process
     request = stop.StopRequest(job.deadline, job.time_limit)
     halt = request.before_start()
     if halt is not None:

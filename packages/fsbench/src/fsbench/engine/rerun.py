@@ -18,6 +18,7 @@ from pathlib import Path
 from fsbench.data.listing import FOLDER_OPTIONS, folder_listing
 from fsbench.errors import FsbenchError
 from fsbench.results import CHECKPOINT, RESULT, git_commit, read_json, versions, write_json
+from fsbench.settings import SettingError, complete
 
 
 @dataclass
@@ -148,9 +149,10 @@ def check_folders(source: Path, result: dict, options: dict) -> list[str]:
         recorded = folders.get(key)
         path = Path(recorded["path"] if recorded else options[key]).expanduser()
         if not path.exists():
-            raise FsbenchError(
-                f"{source}: the run read its data from {path} (--dataset-dir), which is not "
-                "there; put the folder back at that path to rerun it"
+            raise SettingError(
+                f"{source}: the run read its data from {path} ({{dataset_dir}}), which is not "
+                "there; put the folder back at that path to rerun it",
+                "dataset_dir",
             )
         if recorded is None:
             notes.append(f"{path}: no file list recorded (older fsbench), not checked")
@@ -176,8 +178,8 @@ def plan_rerun(path: Path, device: str | None = None, quiet: bool = False) -> Re
 
     source = result_path(path)
     result = read_result(source)
-    settings = dict(result["settings"])
-    method, dataset = settings.get("method"), settings.get("dataset")
+    recorded = dict(result["settings"])  # raw, as result.json holds them (an older run: fewer)
+    method, dataset = recorded.get("method"), recorded.get("dataset")
     if method not in METHODS and not is_user_method(str(method)):
         raise FsbenchError(
             f"{source}: method {method!r} is not one this fsbench knows ({', '.join(METHODS)}); "
@@ -188,18 +190,20 @@ def plan_rerun(path: Path, device: str | None = None, quiet: bool = False) -> Re
             f"{source}: dataset {dataset!r} is not one this fsbench knows "
             f"({', '.join(DATASETS)}); it cannot be rerun here"
         )
-    world = int(result.get("world_size") or settings.get("world_size") or 1)
+    world = int(result.get("world_size") or recorded.get("world_size") or 1)
     if world != distributed.env_world_size():
         raise FsbenchError(
             f"{source} was trained by {world} processes (torchrun): run the rerun under "
             f"torchrun --nproc-per-node {world} -m fsbench rerun {source}"
         )
-    if settings.get("pretrained") and not Path(settings["pretrained"]).is_dir():
-        raise FsbenchError(
-            f"{source}: the pre-trained run {settings['pretrained']} (--pretrained) is not there; "
-            "put it back at that path to rerun this run"
+    settings = complete(recorded)  # a setting added since then: its declared default
+    if settings["pretrained"] and not Path(settings["pretrained"]).is_dir():
+        raise SettingError(
+            f"{source}: the pre-trained run {settings['pretrained']} ({{pretrained}}) is not "
+            "there; put it back at that path to rerun this run",
+            "pretrained",
         )
-    options = dict(settings.get("data_options") or {})
+    options = dict(settings["data_options"] or {})
     notes = check_folders(source, result, options)
     if "progress" in options:
         options["progress"] = not quiet
@@ -207,7 +211,7 @@ def plan_rerun(path: Path, device: str | None = None, quiet: bool = False) -> Re
     settings["preset_source"] = (
         result.get("preset_source") or preset_for(str(method), str(dataset)).source
     )
-    if settings.get("threads") is None and result.get("torch_threads"):
+    if settings["threads"] is None and result.get("torch_threads"):
         settings["threads"] = int(result["torch_threads"])  # float sums depend on the threads
     recorded_device = str(result.get("device") or "auto").split()[0]
     chosen = device or ("cuda" if recorded_device.startswith("cuda") else recorded_device)
@@ -245,33 +249,28 @@ def rerun(
 
     out = Path(out)
     if out.resolve() == plan.source.resolve().parent:
-        raise FsbenchError(f"--out {out} is the recorded run's own folder: give another --out")
+        raise SettingError(
+            f"{{out}} {out} is the recorded run's own folder: give another {{out}}", "out"
+        )
     earlier = [name for name in (RESULT, CHECKPOINT) if (out / name).exists()]
     if earlier and not overwrite:
-        raise FsbenchError(
-            f"--out {out} already holds a run ({', '.join(earlier)}); pass --overwrite to replace it"
+        raise SettingError(
+            f"{{out}} {out} already holds a run ({', '.join(earlier)}); pass {{overwrite}} to "
+            "replace it",
+            "out",
+            "overwrite",
         )
-    threads_before = None
-    if plan.settings.get("threads"):
-        import torch
-
-        threads_before = torch.get_num_threads()
-    try:
-        new = run_setting(
-            plan.settings,
-            out,
-            data_root=data_root,
-            device=plan.device,
-            overwrite=overwrite,
-            quiet=quiet,
-            loader=loader,
-            describe=describe,
-        )
-    finally:
-        if threads_before is not None:  # a library call leaves the process as it found it
-            import torch
-
-            torch.set_num_threads(threads_before)
+    # run_setting sets the recorded torch threads for the run only (engine.device.run_scope)
+    new = run_setting(
+        plan.settings,
+        out,
+        data_root=data_root,
+        device=plan.device,
+        overwrite=overwrite,
+        quiet=quiet,
+        loader=loader,
+        describe=describe,
+    )
     recorded = plan.recorded
     same_machine = recorded.get("machine") == new.get("machine") and recorded.get(
         "device"

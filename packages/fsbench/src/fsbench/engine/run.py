@@ -1,4 +1,10 @@
-"""One setting end to end: load the splits, train, select, evaluate, write result.json, log, curve."""
+"""One setting end to end: load the splits, train, select, evaluate, write result.json, log, curve.
+
+``execute`` is the engine of ``fsbench run`` and of ``fsbench.train``: with an OUT folder it
+writes what the command line writes; without one nothing is written (checkpoints, the best model
+and the metrics stay in memory). Either way the process is left as it was found (``run_scope``).
+Errors name parameters (``SettingError``): the command line shows them as flags.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -18,17 +25,15 @@ from fsbench.data.listing import folder_listings
 from fsbench.data.store import ArrayStore
 from fsbench.engine import distributed, run_lock
 from fsbench.engine.checkpoints import PREVIOUS
-from fsbench.engine.device import (
-    autocast,
-    configure_backend,
-    resolve_device,
-    resolve_precision,
-    seed_everything,
-)
+from fsbench.engine.device import autocast, resolve_device, resolve_precision, run_scope
 from fsbench.engine.stop import RunStopped, StopRequest
 from fsbench.engine.trainer import (
     TEST_STREAM,
+    FolderRecord,
+    MemoryRecord,
+    RunRecord,
     TrainOutcome,
+    as_record,
     load_checkpoint,
     make_generator,
     resume_checkpoint,
@@ -37,7 +42,8 @@ from fsbench.engine.trainer import (
 )
 from fsbench.errors import FsbenchError
 from fsbench.methods import build_method
-from fsbench.methods.base import Method
+from fsbench.methods.base import EvalResult, Method
+from fsbench.methods.maml import MAML
 from fsbench.methods.registry import record as user_method_record
 from fsbench.presets import preset_for
 from fsbench.published import published, published_source
@@ -62,11 +68,25 @@ from fsbench.results import (
     write_episodes,
     write_json,
 )
-from fsbench.settings import Settings, complete, differences
+from fsbench.settings import SettingError, Settings, complete, differences
 
 log = logging.getLogger("fsbench")
 Loader = Callable[..., ArrayStore]
 Describer = Callable[[str, str, ArrayStore], dict]
+# builds the method of complete settings for the data's example shape and number of classes
+Builder = Callable[[dict, tuple[int, ...], int], Method]
+
+
+@dataclass
+class RunOutcome:
+    """Everything a run produced: result.json's dict, the trained method (tested weights and
+    state loaded), the test scores, the metrics records, and where it was written (or None)."""
+
+    result: dict
+    method: Method
+    evaluation: EvalResult
+    history: list[dict] = field(default_factory=list)
+    out: Path | None = None
 
 
 def _registry_loader() -> tuple[Loader, Describer]:
@@ -88,7 +108,13 @@ def _basic_description(name: str, split: str, store: ArrayStore) -> dict:
 
 
 def load_store(
-    loader: Loader, name: str, split: str, *, data_root, device: torch.device, options: dict
+    loader: Loader,
+    name: str,
+    split: str,
+    *,
+    data_root: str | Path | None,
+    device: torch.device,
+    options: dict,
 ) -> ArrayStore:
     """One split through the data layer; unexpected loader failures become one-line user errors."""
     try:
@@ -132,21 +158,27 @@ def check_validation(store: ArrayStore, settings: dict, dataset: str) -> None:
     shot = settings["val_shot"] or settings["train_shot"]
     try:
         store.check_episode(way, shot, settings["query"])
-    except (ValueError, FsbenchError):  # its message names --way/--shot: say which episodes
-        raise FsbenchError(
+    except (ValueError, FsbenchError):  # its message names way/shot: say which episodes
+        raise SettingError(
             f"{dataset} val split ({store.num_classes} classes, the smallest of "
             f"{store.min_class_size} images): validation episodes of {way}-way {shot}-shot "
-            f"{settings['query']}-query do not fit; set --val-way / --val-shot, or --eval-every 0"
+            f"{settings['query']}-query do not fit; set {{val_way}} / {{val_shot}}, or "
+            "{eval_every} 0",
+            "val_way",
+            "val_shot",
+            "eval_every",
         ) from None
 
 
 def check_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to clobber an earlier run in OUT unless --resume or --overwrite; touches nothing."""
+    """Refuse to clobber an earlier run in OUT unless resume or overwrite; touches nothing."""
     earlier = [p for p in (RESULT, CHECKPOINT, PREVIOUS) if (out / p).exists()]
     if earlier and not resume and not overwrite:
-        raise FsbenchError(
-            f"{out} already holds a run ({', '.join(earlier)}); pass --resume to continue it "
-            "or --overwrite to start again"
+        raise SettingError(
+            f"{out} already holds a run ({', '.join(earlier)}); pass {{resume}} to continue it "
+            "or {overwrite} to start again",
+            "resume",
+            "overwrite",
         )
 
 
@@ -158,29 +190,37 @@ def describe_differences(diff: dict[str, tuple], here: str, there: str) -> str:
 
 
 def check_resume(out: Path, settings: dict) -> None:
-    """--resume continues only the same run: the same settings, or a larger --iterations."""
+    """resume continues only the same run: the same settings, or a larger iterations."""
     path = resume_checkpoint(out)
     if path is None:
         return
     try:
-        saved = load_checkpoint(path).get("settings") or {}
+        state = load_checkpoint(path)
     except FsbenchError as exc:  # damaged or foreign: which file, what is wrong, the ways on
-        raise FsbenchError(f"--resume: {exc}") from None
+        raise SettingError(f"{{resume}}: {exc}", "resume") from None
     except Exception as exc:  # anything else unreadable: still one line, never a traceback
-        raise FsbenchError(
-            f"--resume: cannot read {path} ({type(exc).__name__}); pass --overwrite to start again"
+        raise SettingError(
+            f"{{resume}}: cannot read {path} ({type(exc).__name__}); pass {{overwrite}} to start "
+            "again",
+            "resume",
+            "overwrite",
         ) from None
+    saved = state.get("settings") or {}
     diff = differences(settings, saved)
     for length in ("iterations", "epochs"):  # a longer run continues the shorter one
         asked = diff.pop(length, None)
         if asked is not None and float(asked[0] or 0) < float(asked[1] or 0):
             diff[length] = asked
     if diff:
-        raise FsbenchError(
-            f"--resume: {path} was trained with other settings ("
+        raise SettingError(
+            f"{{resume}}: {path} was trained with other settings ("
             + describe_differences(diff, "asked", "in the checkpoint")
-            + "); use the same settings (a larger --iterations or --epochs continues it), or "
-            "--overwrite"
+            + "); use the same settings (a larger {iterations} or {epochs} continues it), or "
+            "{overwrite}",
+            "resume",
+            "iterations",
+            "epochs",
+            "overwrite",
         )
 
 
@@ -217,13 +257,15 @@ def resume_hint(out: Path) -> str:
     return f"{kept.name} is intact: then run the same command with --resume to continue"
 
 
-def tested_state(out: Path, settings: dict) -> tuple[dict, dict, str]:
+def tested_state(out: Path | RunRecord, settings: dict) -> tuple[dict, dict, str]:
     """The model to test: its weights, the method's own state saved with them (e.g. Magnet's
-    clusters and soft-vote variance), and a sentence saying which: best on validation, or last."""
-    best = Path(out) / BEST
-    last = load_checkpoint(Path(out) / CHECKPOINT)
-    if settings["select"] == "best-val" and best.exists():
-        state = load_checkpoint(best)
+    clusters and soft-vote variance), and a sentence saying which: best on validation, or last.
+
+    ``out``: the run's folder, or its record (a run kept in memory)."""
+    record = as_record(out)
+    last = record.last()
+    state = record.best() if settings["select"] == "best-val" else None
+    if state is not None:
         why = f"best validation accuracy (iteration {state['iteration']})"
         # a best.pt written before it kept the method's state: the last state, as then
         return state["model"], state.get("method", last.get("method")) or {}, why
@@ -233,7 +275,7 @@ def tested_state(out: Path, settings: dict) -> tuple[dict, dict, str]:
     return last["model"], last.get("method") or {}, why
 
 
-def load_tested(method: Method, out: Path, settings: dict) -> str:
+def load_tested(method: Method, out: Path | RunRecord, settings: dict) -> str:
     """Put the tested model (weights and method state) of the run in ``out`` into ``method``."""
     weights, state, why = tested_state(out, settings)
     method.model.load_state_dict(weights)
@@ -251,20 +293,22 @@ def load_pretrained(settings: dict) -> tuple[dict, dict, list[int]]:
     FsbenchError for a folder that is not a finished pretrain run."""
     folder = Path(settings["pretrained"]).expanduser()
     if not (folder / RESULT).is_file() or not (folder / CHECKPOINT).is_file():
-        raise FsbenchError(
-            f"--pretrained {folder}: not a finished fsbench pretrain run (it needs {RESULT} and "
-            f"{CHECKPOINT}; write one with fsbench pretrain DATASET --out {folder})"
+        raise SettingError(
+            f"{{pretrained}} {folder}: not a finished fsbench pretrain run (it needs {RESULT} "
+            f"and {CHECKPOINT}; write one with fsbench pretrain DATASET --out {folder})",
+            "pretrained",
         )
     from fsbench.results import read_json
 
     done = read_json(folder / RESULT)
-    pre = done.get("settings") or {}
+    recorded = done.get("settings") or {}  # the pretrain run's settings as result.json holds them
     if done.get("method") != "pretrain":
-        raise FsbenchError(
-            f"--pretrained {folder} holds a {done.get('method')} run, not a pretrain run"
+        raise SettingError(
+            f"{{pretrained}} {folder} holds a {done.get('method')} run, not a pretrain run",
+            "pretrained",
         )
-    weights, _, _ = tested_state(folder, complete(pre))
-    merged = {**settings, **{k: pre[k] for k in BACKBONE_KEYS if k in pre}}
+    weights, _, _ = tested_state(folder, complete(recorded))
+    merged = {**settings, **{k: recorded[k] for k in BACKBONE_KEYS if k in recorded}}
     shape = list(done.get("data", {}).get("train", {}).get("example_shape") or [])
     return merged, weights, shape
 
@@ -314,7 +358,7 @@ def build_result(
     settings: dict,
     res,
     *,
-    train_store: ArrayStore,
+    train_store: ArrayStore | None,
     test_store: ArrayStore,
     describe: Describer,
     dev: torch.device,
@@ -323,17 +367,17 @@ def build_result(
     selection: dict,
     timings: dict,
 ) -> dict:
-    """The result.json of a run (or of an evaluation of a trained run)."""
+    """The result.json of a run (or of an evaluation of a trained run; ``train_store`` None: a
+    method evaluated without its training split, which is then not described)."""
     name, method_name = settings["dataset"], settings["method"]
     classifier = method_name in CLASSIFIER_METHODS
     way = test_store.num_classes if classifier else int(settings["way"])
     shot = None if classifier else int(settings["shot"])
     query = None if classifier else int(settings["query"])
-    data = {
-        "train": describe(name, settings["train_split"], train_store),
-        "test": describe(name, "test", test_store),
-    }
-    folders = folder_listings(settings.get("data_options") or {})
+    data = {"test": describe(name, "test", test_store)}
+    if train_store is not None:
+        data = {"train": describe(name, settings["train_split"], train_store), **data}
+    folders = folder_listings(settings["data_options"] or {})
     if folders:
         data["folders"] = folders  # what fsbench rerun checks before it runs again
     comparable = test_store.meta.get("comparable", True)
@@ -413,9 +457,68 @@ def run_setting(
     (``engine.stop``), training stops at an iteration boundary with a checkpoint and
     ``RunStopped`` is raised (no result.json).
     """
+    return execute(
+        settings,
+        Path(out),
+        data_root=data_root,
+        device=device,
+        resume=resume,
+        overwrite=overwrite,
+        quiet=quiet,
+        loader=loader,
+        describe=describe,
+        time_limit=time_limit,
+        started=started,
+    ).result
+
+
+def check_in_memory(settings: dict, resume: bool, time_limit: float | None) -> None:
+    """A run kept in memory (no ``out``) cannot continue an earlier one, stop to be continued
+    later, or write log files: say so before anything starts."""
+    if resume:
+        raise SettingError(
+            "{resume} continues a run in a folder: give {out} as well", "resume", "out"
+        )
+    if time_limit is not None:
+        raise SettingError(
+            "{time_limit} stops a run to be continued later ({resume}), which needs {out}: give "
+            "{out} as well",
+            "time_limit",
+            "resume",
+            "out",
+        )
+    if settings["log"] is not None:
+        raise SettingError(
+            f"{{log}} {settings['log']} writes files into the run's folder: give {{out}} as well",
+            "log",
+            "out",
+        )
+
+
+def execute(
+    settings: dict,
+    out: Path | None,
+    *,
+    data_root: str | Path | None = None,
+    device: str = "auto",
+    resume: bool = False,
+    overwrite: bool = False,
+    quiet: bool = False,
+    loader: Loader | None = None,
+    describe: Describer | None = None,
+    time_limit: float | None = None,
+    started: float | None = None,
+    build: Builder | None = None,
+) -> RunOutcome:
+    """``run_setting`` with everything it produced; ``out`` None keeps the run in memory and
+    writes nothing. ``build``: how the method is made from the complete settings and the data
+    (default ``build_method``; the API passes a user's method rebuilt for the data)."""
+    settings = complete(settings)
+    if out is None:
+        check_in_memory(settings, resume, time_limit)
     stop = StopRequest.from_time_limit(time_limit, started)
-    out = Path(out)
-    lock = lock_existing(out) if distributed.env_world_size() <= 1 or _env_rank0() else None
+    writes = out is not None and (distributed.env_world_size() <= 1 or _env_rank0())
+    lock = lock_existing(out) if writes and out is not None else None
     try:
         return _run_setting(
             settings,
@@ -429,6 +532,7 @@ def run_setting(
             quiet=quiet,
             loader=loader,
             describe=describe,
+            build=build or build_method,
         )
     finally:
         if lock is not None:
@@ -444,20 +548,20 @@ def _env_rank0() -> bool:
 
 def _run_setting(
     settings: dict,
-    out: Path,
+    out: Path | None,
     lock: run_lock.RunLock | None,
     stop: StopRequest,
     *,
-    data_root,
+    data_root: str | Path | None,
     device: str,
     resume: bool,
     overwrite: bool,
     quiet: bool,
     loader: Loader | None,
     describe: Describer | None,
-) -> dict:
-    """run_setting with OUT's lock taken (if OUT existed) and the stop request made."""
-    settings = complete(settings)
+    build: Builder,
+) -> RunOutcome:
+    """execute with OUT's lock taken (if OUT existed) and the stop request made."""
     dev = distributed.init_from_env(resolve_device(device))
     world = distributed.world_size()
     if world > 1:  # it changes the sampled tasks (ProtoNets: the episodes per step)
@@ -467,106 +571,118 @@ def _run_setting(
     if loader is None:
         loader, describe = _registry_loader()
     describe = describe or _basic_description
-    check_out_dir(out, resume, overwrite)
+    if out is not None:
+        check_out_dir(out, resume, overwrite)
     check_logs(settings)
     pretrained = None
     if settings["pretrained"]:
         settings, pretrained, pretrained_shape = load_pretrained(settings)
-    if resume:
+    if resume and out is not None:
         check_resume(out, settings)
-    threads = settings["threads"]
-    if threads:
-        torch.set_num_threads(int(threads))
-    configure_backend(dev)
-    seed_everything(int(settings["seed"]))
-
-    name, method_name = settings["dataset"], settings["method"]
-    options = load_options(settings)
-    t_start = time.perf_counter()
-    train_split = settings["train_split"]
-    train_store = load_store(
-        loader, name, train_split, data_root=data_root, device=dev, options=options
-    )
-    test_store = load_store(loader, name, "test", data_root=data_root, device=dev, options=options)
-    val_store = None
-    if int(settings["eval_every"]) > 0:
-        val_store = load_store(
-            loader, name, "val", data_root=data_root, device=dev, options=options
+    with run_scope(dev, int(settings["seed"]), settings["threads"]):
+        name, method_name = settings["dataset"], settings["method"]
+        options = load_options(settings)
+        t_start = time.perf_counter()
+        train_split = settings["train_split"]
+        train_store = load_store(
+            loader, name, train_split, data_root=data_root, device=dev, options=options
         )
-    load_seconds = time.perf_counter() - t_start
-
-    if pretrained is not None and list(train_store.example_shape) != pretrained_shape:
-        raise FsbenchError(
-            f"--pretrained {settings['pretrained']} was trained on examples of shape "
-            f"{pretrained_shape}, but {name} has {list(train_store.example_shape)}"
+        test_store = load_store(
+            loader, name, "test", data_root=data_root, device=dev, options=options
         )
-    try:
-        method = build_method(settings, train_store.example_shape, train_store.num_classes)
-    except ValueError as exc:  # e.g. images too small for the network
-        raise FsbenchError(
-            f"{method_name} on {name}: {exc}; make the images larger (--image-size or --resize)"
-        ) from None
-    if world > 1:
-        method.split_over_ranks(world)
-    if pretrained is not None and not (resume and (out / CHECKPOINT).exists()):
+        val_store = None
+        if int(settings["eval_every"]) > 0:
+            val_store = load_store(
+                loader, name, "val", data_root=data_root, device=dev, options=options
+            )
+        load_seconds = time.perf_counter() - t_start
+
+        if pretrained is not None and list(train_store.example_shape) != pretrained_shape:
+            raise SettingError(
+                f"{{pretrained}} {settings['pretrained']} was trained on examples of shape "
+                f"{pretrained_shape}, but {name} has {list(train_store.example_shape)}",
+                "pretrained",
+            )
         try:
-            method.load_pretrained(pretrained)
-        except ValueError as exc:
-            raise FsbenchError(f"--pretrained {settings['pretrained']}: {exc}") from None
-    method.to(dev)
-    check_split(method, train_store, name, train_split)
-    check_split(method, test_store, name, "test")
-    if val_store is not None:
-        check_split(method, val_store, name, "val")
-        if settings["method"] not in CLASSIFIER_METHODS:
-            check_validation(val_store, settings, name)
-    if not quiet:
-        stores = [(train_split, train_store), ("val", val_store), ("test", test_store)]
-        label = test_store.meta.get("label", name)
-        log.info(
-            "%s: %s",
-            label,
-            "; ".join(summary(split, st) for split, st in stores if st is not None),
-        )
-        log.info(
-            "%s: %s iterations on %s, %d torch thread(s), %s",
-            method_name,
-            f"{method.iterations(train_store):,}",
-            describe_device(dev),
-            torch.get_num_threads(),
-            precision,
-        )
+            method = build(settings, train_store.example_shape, train_store.num_classes)
+        except ValueError as exc:  # e.g. images too small for the network
+            raise SettingError(
+                f"{method_name} on {name}: {exc}; make the images larger ({{image_size}} or "
+                "{resize})",
+                "image_size",
+                "resize",
+            ) from None
+        if world > 1:
+            method.split_over_ranks(world)
+        if pretrained is not None and not (
+            resume and out is not None and (out / CHECKPOINT).exists()
+        ):
+            try:
+                getattr(method, "load_pretrained")(pretrained)  # noqa: B009 (MTL's; refused elsewhere)
+            except ValueError as exc:
+                raise SettingError(
+                    f"{{pretrained}} {settings['pretrained']}: {exc}", "pretrained"
+                ) from None
+        method.to(dev)
+        check_split(method, train_store, name, train_split)
+        check_split(method, test_store, name, "test")
+        if val_store is not None:
+            check_split(method, val_store, name, "val")
+            if settings["method"] not in CLASSIFIER_METHODS:
+                check_validation(val_store, settings, name)
+        if not quiet:
+            stores = [(train_split, train_store), ("val", val_store), ("test", test_store)]
+            label = test_store.meta.get("label", name)
+            log.info(
+                "%s: %s",
+                label,
+                "; ".join(summary(split, st) for split, st in stores if st is not None),
+            )
+            log.info(
+                "%s: %s iterations on %s, %d torch thread(s), %s",
+                method_name,
+                f"{method.iterations(train_store):,}",
+                describe_device(dev),
+                torch.get_num_threads(),
+                precision,
+            )
 
-    # Only now, with every input checked, does OUT appear.
-    if distributed.is_main():
-        lock = prepare_out_dir(out, resume, overwrite, lock)
-    try:
-        return _train_and_test(
-            method,
-            settings,
-            out,
-            stop,
-            stores=(train_store, val_store, test_store),
-            describe=describe,
-            dev=dev,
-            precision=precision,
-            resume=resume,
-            quiet=quiet,
-            world=world,
-            t_start=t_start,
-            load_seconds=load_seconds,
-        )
-    except DiskFullError as exc:
-        raise DiskFullError(f"{exc}; {resume_hint(out)}") from None
-    finally:
-        if lock is not None:
-            lock.release()
+        # Only now, with every input checked, does OUT appear.
+        record: RunRecord = MemoryRecord()
+        if out is not None:
+            record = FolderRecord(out)
+            if distributed.is_main():
+                lock = prepare_out_dir(out, resume, overwrite, lock)
+        try:
+            return _train_and_test(
+                method,
+                settings,
+                out,
+                record,
+                stop,
+                stores=(train_store, val_store, test_store),
+                describe=describe,
+                dev=dev,
+                precision=precision,
+                resume=resume,
+                quiet=quiet,
+                world=world,
+                t_start=t_start,
+                load_seconds=load_seconds,
+            )
+        except DiskFullError as exc:
+            hint = resume_hint(out) if out is not None else "free some space"
+            raise DiskFullError(f"{exc}; {hint}") from None
+        finally:
+            if lock is not None:
+                lock.release()
 
 
 def _train_and_test(
     method: Method,
     settings: dict,
-    out: Path,
+    out: Path | None,
+    record: RunRecord,
     stop: StopRequest,
     *,
     stores: tuple[ArrayStore, ArrayStore | None, ArrayStore],
@@ -578,15 +694,16 @@ def _train_and_test(
     world: int,
     t_start: float,
     load_seconds: float,
-) -> dict:
-    """Train (or continue), test the selected weights, write result.json and the curve."""
+) -> RunOutcome:
+    """Train (or continue), test the selected weights, write result.json and the curve (when
+    the run has a folder)."""
     train_store, val_store, test_store = stores
     method_name = settings["method"]
     outcome: TrainOutcome = train(
         method,
         train_store,
         settings,
-        out,
+        record,
         device=dev,
         precision=precision,
         resume=resume,
@@ -596,15 +713,17 @@ def _train_and_test(
     )
     halt = distributed.broadcast_object(stop.before_start())  # rank 0 decides for all
     if halt is not None:  # asked to stop after the last iteration: the test runs on --resume
+        reason, signum = halt
         raise RunStopped(
             outcome.iteration,
             outcome.iteration,
-            *halt,
+            reason,
+            signum,
             hint="training is done; resume with --resume to run the test evaluation",
         )
     why, state = None, None
     if distributed.is_main():
-        weights, state, why = tested_state(out, settings)
+        weights, state, why = tested_state(record, settings)
         method.model.load_state_dict(weights)
     why, state = distributed.broadcast_object((why, state))
     method.load_extra_state(state)  # e.g. Magnet's soft-vote variance of the tested model
@@ -641,11 +760,11 @@ def _train_and_test(
     if world > 1:
         result["world_size"] = world
     result.update(method.summary())
-    if method_name in ("maml", "fomaml"):
+    if method_name in ("maml", "fomaml") and isinstance(method, MAML):
         result["maml_exec"] = method.execution
         if method.execution_timings:
             result["maml_exec_seconds"] = method.execution_timings
-    if distributed.is_main():
+    if out is not None and distributed.is_main():
         write_run_files(out, result, res.per_episode, curve=True)
         log_result(out, result)
-    return result
+    return RunOutcome(result, method, res, record.history(), out)

@@ -1,16 +1,20 @@
 """The training loop: seeded sampling, optimiser steps, validation and model selection, checkpoints.
 
 The loop never waits for the device except where it writes something: losses and accuracies stay
-tensors and are read (``float``) only at logging steps, validation and checkpoints.
+tensors and are read (``float``) only at logging steps, validation and checkpoints. Where those go
+is a record: ``FolderRecord`` (files in OUT, what the command line writes) or ``MemoryRecord``
+(kept in memory, nothing written: a library run without ``out``); the loop is the same.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from tqdm import tqdm
@@ -20,11 +24,21 @@ from fsbench.engine import distributed
 from fsbench.engine.checkpoints import load_checkpoint, previous_of, save_checkpoint
 from fsbench.engine.device import autocast, grad_scaler
 from fsbench.engine.stop import RunStopped, StopRequest
+from fsbench.errors import FsbenchError
 from fsbench.methods.base import Method
-from fsbench.results import BEST, CHECKPOINT, open_run_log
+from fsbench.results import BEST, CHECKPOINT, METRICS, open_run_log, read_metrics
 from fsbench.settings import complete
 
-__all__ = ["load_checkpoint", "resume_checkpoint", "save_checkpoint", "train"]
+__all__ = [
+    "FolderRecord",
+    "MemoryRecord",
+    "RunRecord",
+    "as_record",
+    "load_checkpoint",
+    "resume_checkpoint",
+    "save_checkpoint",
+    "train",
+]
 
 log = logging.getLogger("fsbench")
 
@@ -82,6 +96,133 @@ class NoLog:
 
     def close(self) -> None:
         """Nothing to close."""
+
+
+class MetricsWriter(Protocol):
+    """Where the loop's metric records go (metrics.jsonl, TensorBoard, a list in memory)."""
+
+    def write(self, record: dict) -> None: ...
+
+    def position(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class RunRecord(Protocol):
+    """Where a run keeps its checkpoint, its best-on-validation model and its metrics."""
+
+    def resume_state(self) -> tuple[dict, bool] | None:
+        """(the checkpoint to continue, whether it is the latest one) or None."""
+        ...
+
+    def open_log(self, settings: dict, position: int | None) -> MetricsWriter:
+        """The metrics writer, cut back to ``position`` (a resume) or emptied (None)."""
+        ...
+
+    def save_checkpoint(self, state: dict) -> None: ...
+
+    def save_best(self, state: dict) -> None: ...
+
+    def last(self) -> dict:
+        """The last checkpoint written."""
+        ...
+
+    def best(self) -> dict | None:
+        """The best-on-validation state, if one was saved."""
+        ...
+
+    def history(self) -> list[dict]:
+        """Every metrics record of the run so far."""
+        ...
+
+
+class FolderRecord:
+    """A run's record as files in its folder: checkpoint.pt (+ .prev), best.pt, metrics.jsonl."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = Path(out)
+
+    def resume_state(self) -> tuple[dict, bool] | None:
+        path = resume_checkpoint(self.out)
+        if path is None:
+            return None
+        return load_checkpoint(path), path == self.out / CHECKPOINT
+
+    def open_log(self, settings: dict, position: int | None) -> MetricsWriter:
+        return open_run_log(self.out, settings, position)
+
+    def save_checkpoint(self, state: dict) -> None:
+        save_checkpoint(self.out / CHECKPOINT, state, keep_previous=True)
+
+    def save_best(self, state: dict) -> None:
+        save_checkpoint(self.out / BEST, state)
+
+    def last(self) -> dict:
+        return load_checkpoint(self.out / CHECKPOINT)
+
+    def best(self) -> dict | None:
+        path = self.out / BEST
+        return load_checkpoint(path) if path.exists() else None
+
+    def history(self) -> list[dict]:
+        return read_metrics(self.out / METRICS)
+
+
+class MemoryLog:
+    """Metric records appended to a list (the in-memory metrics.jsonl)."""
+
+    def __init__(self, records: list[dict], position: int | None) -> None:
+        self.records = records
+        del self.records[position or 0 :]
+
+    def write(self, record: dict) -> None:
+        self.records.append(dict(record))
+
+    def position(self) -> int:
+        return len(self.records)
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+@dataclass
+class MemoryRecord:
+    """A run's record kept in memory, nothing written: states are deep copies taken when a file
+    would have been written, so they hold the values of that moment."""
+
+    checkpoint: dict | None = None
+    best_state: dict | None = None
+    records: list[dict] = field(default_factory=list)
+
+    def resume_state(self) -> tuple[dict, bool] | None:
+        return (copy.deepcopy(self.checkpoint), True) if self.checkpoint is not None else None
+
+    def open_log(self, settings: dict, position: int | None) -> MetricsWriter:
+        return MemoryLog(self.records, position)
+
+    def save_checkpoint(self, state: dict) -> None:
+        self.checkpoint = copy.deepcopy(state)
+
+    def save_best(self, state: dict) -> None:
+        self.best_state = copy.deepcopy(state)
+
+    def last(self) -> dict:
+        if self.checkpoint is None:
+            raise FsbenchError("this run has no checkpoint yet: it has not been trained")
+        return self.checkpoint
+
+    def best(self) -> dict | None:
+        return self.best_state
+
+    def history(self) -> list[dict]:
+        return list(self.records)
+
+
+def as_record(where: Path | str | RunRecord) -> RunRecord:
+    """A folder path as its FolderRecord; a record as itself."""
+    if isinstance(where, Path | str):
+        return FolderRecord(Path(where))
+    return where
 
 
 def rank_state(gen: torch.Generator, method: Method) -> dict:
@@ -185,7 +326,7 @@ def train(
     method: Method,
     train_store: ArrayStore,
     settings: dict,
-    out_dir: Path,
+    out_dir: Path | str | RunRecord,
     *,
     device: torch.device,
     precision: str = "fp32",
@@ -196,7 +337,8 @@ def train(
 ) -> TrainOutcome:
     """Train ``method`` for settings['iterations'] steps, checkpointing every checkpoint_every.
 
-    With ``resume`` and a checkpoint in ``out_dir``, everything (model, optimiser, scheduler,
+    ``out_dir``: the run's folder, or a record (``MemoryRecord``: nothing is written). With
+    ``resume`` and a checkpoint in ``out_dir``, everything (model, optimiser, scheduler,
     scaler, sampling generator, RNG states, metrics-log position, the best validation so far,
     the method's own state) is restored, so the run continues exactly as if it had never stopped.
     With ``select == "best-val"`` the weights of the best validation accuracy go to ``best.pt``.
@@ -204,7 +346,7 @@ def train(
     checkpoint is written and ``RunStopped`` raised.
     """
     stop = stop or StopRequest()
-    out_dir = Path(out_dir)
+    record = as_record(out_dir)
     iterations = method.iterations(train_store)  # also lets the method see the split first
     settings = complete(settings)
     ckpt_every = int(settings["checkpoint_every"])
@@ -218,10 +360,9 @@ def train(
     start = 0
     log_position = None
     best: dict = {"iteration": None, "accuracy": None, "validations": 0}
-    ckpt_path = out_dir / CHECKPOINT
-    resume_from = resume_checkpoint(out_dir) if resume else None
+    resume_from = record.resume_state() if resume else None
     if resume_from is not None:
-        state = load_checkpoint(resume_from)
+        state = resume_from[0]
         method.model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -236,7 +377,7 @@ def train(
         best = dict(state.get("best") or best)
         start = int(state["iteration"])
         log_position = int(state["metrics_position"])
-    log_file = open_run_log(out_dir, settings, log_position) if main else NoLog()
+    log_file: MetricsWriter = record.open_log(settings, log_position) if main else NoLog()
 
     def checkpoint(iteration: int) -> None:
         distributed.broadcast_module(method.model)  # every rank continues with rank 0's buffers
@@ -245,8 +386,7 @@ def train(
             return
         extra = {"ranks": ranks, "world_size": len(ranks)} if distributed.active() else {}
         t_save = time.perf_counter()
-        save_checkpoint(
-            ckpt_path,
+        record.save_checkpoint(
             {
                 "model": method.model.state_dict(),
                 "optimizer": optimizer.state_dict(),
@@ -265,13 +405,13 @@ def train(
                 "method": method.extra_state(),
                 "best": best,
                 **extra,
-            },
-            keep_previous=True,
+            }
         )
         timing["save"] = max(timing["save"], time.perf_counter() - t_save)
         timing["saved"] = iteration
 
     def validate(done: int) -> None:
+        assert val_store is not None  # validations happen only with a val split
         vgen = make_generator(val_store.device, int(settings["seed"]) + VAL_STREAM)
         distributed.broadcast_module(method.model)  # rank 0's batch-norm statistics everywhere
         with autocast(device, precision):
@@ -289,8 +429,7 @@ def train(
         if best["accuracy"] is None or res.accuracy > best["accuracy"]:
             best.update(iteration=done, accuracy=res.accuracy)
             if keep_best and main:
-                save_checkpoint(
-                    out_dir / BEST,
+                record.save_best(
                     {
                         "model": method.model.state_dict(),
                         "method": method.extra_state(),  # tested with the weights
@@ -316,7 +455,7 @@ def train(
 
     # the slowest iteration and checkpoint so far (seconds), and the iteration last saved
     timing = {"step": 0.0, "save": 0.0, "top": 0.0, "saved": -1}
-    if resume_from is not None and resume_from == ckpt_path:
+    if resume_from is not None and resume_from[1]:  # the latest checkpoint: this very boundary
         timing["saved"] = start
     t0 = time.perf_counter()
     progress = Progress(method, start, iterations, device, quiet or not main)
