@@ -16,7 +16,7 @@ from PIL import Image
 pytest.importorskip("torchvision")
 pytest.importorskip("pycocotools")
 
-TINY = ["--image-size", "64", "--scenes", "24", "--iterations", "2", "--episodes", "1",
+TINY = ["--scene-size", "64", "--train-scenes", "24", "--iterations", "2", "--episodes", "1",
         "--query", "1", "--batch-size", "2", "--threads", "1", "--checkpoint-every", "0"]  # fmt: skip
 
 
@@ -116,8 +116,8 @@ def test_run_bad_input_is_one_line(tmp_path):
         "detection runs on mnist-detect",
     )
     assert_one_line_error(
-        invoke("run", "protonet", "doublemnist", "--scenes", 5, "--out", tmp_path / "y"),
-        "--scenes applies to repmet-det and finetune-det only",
+        invoke("run", "protonet", "doublemnist", "--train-scenes", 5, "--out", tmp_path / "y"),
+        "--train-scenes applies to repmet-det and finetune-det, not protonet",
     )
     assert_one_line_error(
         invoke("run", "repmet-det", "mnist-detect", "--inner-steps", 3, "--out", tmp_path / "z"),

@@ -12,6 +12,7 @@ batches, checkpoints, exact resume, metrics log, progress) drives them unchanged
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,8 +25,12 @@ from fsbench.detection.detector import DMLHead, LinearHead, build_detector, roi_
 from fsbench.detection.episodes import DetectionEpisode, check_episodes, sample_episode
 from fsbench.detection.metrics import episode_map
 from fsbench.methods.base import EvalResult, Method, episode_ci
+from fsbench.settings import DETECTION_METHODS, Settings
 
-DETECTION_METHODS = ("repmet-det", "finetune-det")
+if TYPE_CHECKING:
+    from torchvision.models.detection import FasterRCNN
+
+__all__ = ["DETECTION_METHODS", "DetectionMethod", "DetectionStore", "build_detection_method"]
 WARMUP = 100  # iterations of linear learning-rate warm-up (torchvision's detection reference)
 
 
@@ -52,49 +57,53 @@ class DetectionStore:
 
 
 class DetectionMethod(Method):
-    """A Faster R-CNN trained on whole scenes; tested on few-shot detection episodes (mAP@0.5)."""
+    """A Faster R-CNN trained on whole scenes; tested on few-shot detection episodes (mAP@0.5).
+
+    The engine's loop is duck-typed over the store: a ``DetectionStore`` stands where the
+    classification methods get an ``ArrayStore`` (hence the ``override`` ignores below)."""
 
     eval_settings = ("way", "shot", "query", "episodes", "finetune_steps", "finetune_lr")
+    head = "dml"
+    model: FasterRCNN
 
-    def __init__(self, settings: dict, example_shape: tuple[int, ...], num_classes: int) -> None:
-        super().__init__(settings, example_shape, num_classes)
-        s = settings
-        self.head = "dml" if s["method"] == "repmet-det" else "linear"
-        self.name = s["method"]
+    def __init__(
+        self,
+        settings: Settings | dict[str, Any],
+        example_shape: tuple[int, ...],
+        num_classes: int,
+    ) -> None:
+        super().__init__(settings=settings, example_shape=example_shape, num_classes=num_classes)
+        s = self.settings
         self.model = build_detector(
             self.head,
             num_classes,
             in_channels=int(example_shape[0]),
             image_size=int(example_shape[-1]),
-            backbone=s["backbone"],
-            fpn_channels=int(s["fpn_channels"]),
-            representation=int(s["representation"]),
-            modes=int(s["modes"]),
-            embedding_dim=int(s["embedding_dim"]),
-            sigma=float(s["sigma"]),
-            rois_per_image=int(s["rois_per_image"]),
+            backbone=s.detector_backbone,
+            fpn_channels=s.fpn_channels,
+            representation=s.representation,
+            modes=s.modes,
+            embedding_dim=s.embedding_dim,
+            sigma=s.sigma,
+            rois_per_image=s.rois_per_image,
         )
 
     @property
     def predictor(self) -> nn.Module:
         return self.model.roi_heads.box_predictor
 
-    # The detectors keep their settings in a plain dict (detection/run.py's DEFAULTS), not in the
-    # classification methods' frozen Settings: read them by key.
-    def iterations(self, store) -> int:
-        return int(self.settings["iterations"])
+    def iterations(self, store: Any) -> int:
+        return self.settings.iterations
 
     def eval_interval(self) -> int:
-        return int(self.settings.get("eval_every") or 0)
+        return 0  # no validation during training (as the official detection code)
 
     def make_optimizer(self):
         """SGD with momentum 0.9 and weight decay 1e-4 (torchvision's detection reference), a
         linear warm-up over the first ``WARMUP`` iterations, x0.1 at 2/3 of the run."""
         s = self.settings
-        opt = torch.optim.SGD(
-            self.model.parameters(), lr=float(s["lr"]), momentum=0.9, weight_decay=1e-4
-        )
-        total = int(s["iterations"])
+        opt = torch.optim.SGD(self.model.parameters(), lr=s.lr, momentum=0.9, weight_decay=1e-4)
+        total = s.iterations
 
         def factor(it: int) -> float:
             warm = min(1.0, (it + 1) / WARMUP)
@@ -102,14 +111,16 @@ class DetectionMethod(Method):
 
         return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
-    def check(self, store: DetectionStore, split: str) -> None:
+    def check(self, store: DetectionStore, split: str) -> None:  # type: ignore[override]
         if split == "test":
             s = self.settings
-            check_episodes(store.data, int(s["way"]), int(s["shot"]), int(s["query"]), split)
+            check_episodes(store.data, s.way, s.shot, s.query, split)
 
-    def sample_train(self, store: DetectionStore, generator: torch.Generator, iteration: int):
+    def sample_train(  # type: ignore[override]
+        self, store: DetectionStore, generator: torch.Generator, iteration: int
+    ):
         """``batch_size`` scenes drawn uniformly (with their boxes, labels 1..C)."""
-        n = int(self.settings["batch_size"])
+        n = self.settings.batch_size
         picks = torch.randint(len(store), (n,), generator=generator, device=store.device)
         images, targets = [], []
         for i in picks.tolist():
@@ -168,7 +179,7 @@ class DetectionMethod(Method):
         """Set the head for the episode, detect on its queries, restore the head."""
         raise NotImplementedError
 
-    def evaluate(
+    def evaluate(  # type: ignore[override]
         self,
         store: DetectionStore,
         generator: torch.Generator,
@@ -182,7 +193,7 @@ class DetectionMethod(Method):
     ) -> EvalResult:
         """mAP@0.5 over ``episodes`` test episodes, its mean and 95% CI."""
         s = self.settings
-        way, shot, query = int(way or s["way"]), int(shot or s["shot"]), int(query or s["query"])
+        way, shot, query = way or s.way, shot or s.shot, query or s.query
         check_episodes(store.data, way, shot, query, "test")
         maps = []
         was_training = self.model.training
@@ -207,6 +218,9 @@ class DetectionMethod(Method):
 class RepMetDetector(DetectionMethod):
     """repmet-det: the support boxes' embeddings become the representatives (K = shot)."""
 
+    name = "repmet-det"
+    head = "dml"
+
     def episode_detections(self, store, ep, seed):
         head: DMLHead = self.predictor
         support = head.embedding(self.support_features(store, ep))
@@ -219,6 +233,9 @@ class RepMetDetector(DetectionMethod):
 
 class FinetuneDetector(DetectionMethod):
     """finetune-det: a new linear classifier trained on the episode's support ROIs."""
+
+    name = "finetune-det"
+    head = "linear"
 
     def support_rois(self, store, ep) -> tuple[torch.Tensor, torch.Tensor]:
         """Box-head features and labels (0 background, 1..way) of the support images' proposals
@@ -250,9 +267,9 @@ class FinetuneDetector(DetectionMethod):
         with torch.no_grad():
             classifier.weight.copy_(torch.randn(classifier.weight.shape, generator=gen) * 0.01)
             classifier.bias.zero_()
-        opt = torch.optim.Adam(classifier.parameters(), lr=float(s["finetune_lr"]))
+        opt = torch.optim.Adam(classifier.parameters(), lr=s.finetune_lr)
         with torch.enable_grad():
-            for _ in range(int(s["finetune_steps"])):
+            for _ in range(s.finetune_steps):
                 loss = F.cross_entropy(classifier(x), y)
                 opt.zero_grad()
                 loss.backward()
@@ -267,7 +284,9 @@ class FinetuneDetector(DetectionMethod):
             self.model.roi_heads.box_predictor = trained
 
 
-def build_detection_method(settings: dict, example_shape, num_classes: int) -> DetectionMethod:
-    """The method object of ``settings['method']``."""
-    cls = RepMetDetector if settings["method"] == "repmet-det" else FinetuneDetector
+def build_detection_method(
+    settings: Settings, example_shape: tuple[int, ...], num_classes: int
+) -> DetectionMethod:
+    """The method object of ``settings.method``."""
+    cls = RepMetDetector if settings.method == "repmet-det" else FinetuneDetector
     return cls(settings, example_shape, num_classes)

@@ -39,7 +39,7 @@ def reproduce_repmet_detection(
     for method in METHODS:
         settings = settings_for(method, "mnist-detect", **preset, way=5, shot=SHOTS[0])
         run_dir = out / method
-        echo(f"{method}: training {settings['iterations']} iterations in {run_dir}")
+        echo(f"{method}: training {settings.iterations} iterations in {run_dir}")
         first = run_detection(
             settings, run_dir, data_root=data_root, device=device, resume=True, quiet=quiet
         )
