@@ -97,17 +97,29 @@ def predict_detection_cli(
 
 
 def reproduce_detection_cli(quick: bool, out: Path | None, opts: dict) -> None:
-    """``fsbench reproduce repmet-detection``."""
-    from fsbench.commands.common import configure_logging as _configure_logging
+    """``fsbench reproduce repmet-detection``: its own table (detection/reproduce.py); the
+    options that do not apply to it (--seeds, --precision) are refused."""
+    from fsbench.commands.common import configure_logging
     from fsbench.detection.reproduce import reproduce_repmet_detection
+    from fsbench.engine.stop import process_start, stop_on_signals
 
-    _configure_logging(opts["quiet"])
+    for key in ("seeds", "precision"):
+        if opts.get(key) is not None:
+            raise FsbenchError(f"--{key} does not apply to repmet-detection (one seed, fp32)")
+    configure_logging(opts["quiet"])
     out = out or Path("reproduce") / ("repmet-detection" + ("-quick" if quick else ""))
-    reproduce_repmet_detection(
-        out,
-        quick=quick,
-        data_root=opts["data_root"],
-        device=opts["device"],
-        quiet=opts["quiet"],
-        echo=click.echo,
-    )
+    with stop_on_signals():
+        reproduce_repmet_detection(
+            out,
+            quick=quick,
+            data_root=opts["data_root"],
+            device=opts["device"],
+            quiet=opts["quiet"],
+            echo=click.echo,
+            jobs=opts.get("jobs") or 1,
+            threads=opts.get("threads"),
+            iterations=opts.get("iterations"),
+            time_limit=opts.get("time_limit"),
+            started=process_start(),
+            overwrite=bool(opts.get("overwrite")),
+        )
