@@ -229,8 +229,11 @@ class RepMetDetector(DetectionMethod):
     name = "repmet-det"
     head = "dml"
 
-    def episode_detections(self, store, ep, seed):
-        head: DMLHead = self.predictor
+    def episode_detections(
+        self, store: DetectionStore, ep: DetectionEpisode, seed: int
+    ) -> list[dict]:
+        head = self.predictor
+        assert isinstance(head, DMLHead)  # repmet-det builds its detector with the DML head
         support = head.embedding(self.support_features(store, ep))
         head.set_episode(support, ep.shot)
         try:
@@ -272,9 +275,12 @@ class FinetuneDetector(DetectionMethod):
             features.append(model.roi_heads.box_head(pooled))
         return torch.cat(features), torch.cat(labels)
 
-    def episode_detections(self, store, ep, seed):
+    def episode_detections(
+        self, store: DetectionStore, ep: DetectionEpisode, seed: int
+    ) -> list[dict]:
         s = self.settings
-        trained: LinearHead = self.predictor
+        trained = self.predictor
+        assert isinstance(trained, LinearHead)  # finetune-det's detector has the linear head
         x, y = self.support_rois(store, ep)
         way = len(ep.classes)
         gen = torch.Generator(device="cpu").manual_seed(seed % (2**63))

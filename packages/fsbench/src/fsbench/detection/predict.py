@@ -123,7 +123,7 @@ def predict_folder(
     if not query_files:
         raise FsbenchError(f"--query {query_dir} holds no PNG or JPEG image")
     method, settings, dev = trained_method(run_dir, data_root, device)
-    channels = int(method.example_shape[0])
+    channels = int(method.shape()[0])
     support = read_support(support_dir, settings.scene_size)
     ep = support_episode(support)
     pixels = [_gray_or_rgb(support.image(i), channels) for i in range(len(support))]

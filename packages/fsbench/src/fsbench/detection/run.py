@@ -332,7 +332,8 @@ def evaluate_detection_run(
     check_out_dir(out, resume=False, overwrite=overwrite)
     method, settings, dev = trained_method(run_dir, data_root, device)
     asked = {"way": way, "shot": shot, "query": query, "episodes": episodes, "seed": seed}
-    settings = dataclasses.replace(settings, **{k: v for k, v in asked.items() if v is not None})
+    given: dict[str, Any] = {k: v for k, v in asked.items() if v is not None}
+    settings = dataclasses.replace(settings, **given)
     if settings.threads:
         torch.set_num_threads(settings.threads)
     method.settings = settings
