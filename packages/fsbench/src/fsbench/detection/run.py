@@ -275,12 +275,17 @@ def build_detection_result(
     }
 
 
-def recorded_settings(run_dir: Path) -> Settings:
-    """The settings a detection run recorded in its checkpoint (one line when it has none)."""
+def run_checkpoint(run_dir: Path) -> dict:
+    """The checkpoint of a detection run (one line when it has none)."""
     ckpt = Path(run_dir) / CHECKPOINT
     if not ckpt.is_file():
         raise FsbenchError(f"{run_dir} holds no {CHECKPOINT}; is it a detection run folder?")
-    return Settings.from_dict(load_checkpoint(ckpt)["settings"])
+    return load_checkpoint(ckpt)
+
+
+def recorded_settings(run_dir: Path) -> Settings:
+    """The settings a detection run recorded in its checkpoint."""
+    return Settings.from_dict(run_checkpoint(run_dir)["settings"])
 
 
 def trained_method(
@@ -290,8 +295,8 @@ def trained_method(
     (for ``fsbench eval`` and ``predict``; the shape and classes come from result.json)."""
     from fsbench.results import RESULT, read_json
 
-    settings = recorded_settings(run_dir)
-    state = load_checkpoint(Path(run_dir) / CHECKPOINT)
+    state = run_checkpoint(run_dir)
+    settings = Settings.from_dict(state["settings"])
     dev = resolve_device(device)
     trained: dict[str, Any] = {}
     if (Path(run_dir) / RESULT).is_file():  # the training split's shape and classes
