@@ -53,6 +53,21 @@ def test_run_result_and_eval(run_dir, fsbench_data_root, tmp_path):
     assert again["shot"] == 2 and again["evaluated_run"] == str(run_dir)
 
 
+def test_eval_into_a_folder_in_use_is_one_line(run_dir, fsbench_data_root, tmp_path):
+    from fsbench.engine import run_lock
+
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    lock = run_lock.acquire(busy)  # another writer holds OUT
+    try:
+        result = invoke("eval", run_dir, "--episodes", 1, "--out", busy, "--quiet",
+                        "--data-root", fsbench_data_root)  # fmt: skip
+    finally:
+        lock.release()
+    assert_one_line_error(result, str(busy))
+    assert not (busy / "result.json").exists()
+
+
 def test_predict_writes_boxes_and_pictures(run_dir, tmp_path):
     data = _scenes(5, seed=9)
     support, query = tmp_path / "support", tmp_path / "query"

@@ -329,38 +329,44 @@ def evaluate_detection_run(
     quiet: bool = True,
 ) -> dict:
     """Test a trained detection run on other episodes (way, shot, ...) without retraining;
-    writes result.json and episodes.csv to ``out``."""
-    from fsbench.engine.run import check_out_dir
+    writes result.json and episodes.csv to ``out`` (locked while this runs: one writer)."""
+    from fsbench.engine import run_lock
+    from fsbench.engine.run import check_out_dir, lock_existing
     from fsbench.results import RESULT
 
     out = Path(out)
     check_out_dir(out, resume=False, overwrite=overwrite)
-    method, settings, dev = trained_method(run_dir, data_root, device)
-    asked = {"way": way, "shot": shot, "query": query, "episodes": episodes, "seed": seed}
-    given: dict[str, Any] = {k: v for k, v in asked.items() if v is not None}
-    settings = dataclasses.replace(settings, **given)
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    method.settings = settings
-    test_set = load_split(settings, "test", data_root)
-    store = DetectionStore(test_set, dev)
-    method.check(store, "test")
-    t0 = time.perf_counter()
-    tested = test_result(method, store, settings, quiet)
-    iterations = int(load_checkpoint(Path(run_dir) / CHECKPOINT)["iteration"])
-    result = build_detection_result(
-        settings,
-        tested,
-        dev=dev,
-        iterations=iterations,
-        timings={"eval_seconds": round(time.perf_counter() - t0, 2)},
-        data={"test": describe(test_set, "test")},
-    )
-    result["evaluated_run"] = str(run_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / RESULT).unlink(missing_ok=True)
-    write_run_files(out, result, tested["res"].per_episode, curve=False)
-    return result
+    lock = lock_existing(out)
+    try:
+        method, settings, dev = trained_method(run_dir, data_root, device)
+        asked = {"way": way, "shot": shot, "query": query, "episodes": episodes, "seed": seed}
+        given: dict[str, Any] = {k: v for k, v in asked.items() if v is not None}
+        settings = dataclasses.replace(settings, **given)
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        method.settings = settings
+        test_set = load_split(settings, "test", data_root)
+        store = DetectionStore(test_set, dev)
+        method.check(store, "test")
+        t0 = time.perf_counter()
+        tested = test_result(method, store, settings, quiet)
+        result = build_detection_result(
+            settings,
+            tested,
+            dev=dev,
+            iterations=int(run_checkpoint(run_dir)["iteration"]),
+            timings={"eval_seconds": round(time.perf_counter() - t0, 2)},
+            data={"test": describe(test_set, "test")},
+        )
+        result["evaluated_run"] = str(run_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        lock = lock or run_lock.acquire(out)
+        (out / RESULT).unlink(missing_ok=True)
+        write_run_files(out, result, tested["res"].per_episode, curve=False)
+        return result
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def is_detection_run(run_dir: Path) -> bool:
