@@ -82,3 +82,19 @@ def test_the_cli_says_it_in_one_line(tmp_path, fsbench_data_root, fake_clock):
         line,
     ), line
     assert (out / "checkpoint.pt").is_file() and not (out / "result.json").exists()
+
+
+def test_reproduce_stops_at_the_limit_with_a_checkpoint(tmp_path, monkeypatch, fake_clock):
+    from fsbench.detection import reproduce
+
+    tiny = {k: v for k, v in SMALL.items() if k != "embedding_dim"}
+    monkeypatch.setattr(reproduce, "QUICK", tiny)
+    with pytest.raises(stop.RunStopped) as info:
+        reproduce.reproduce_repmet_detection(
+            tmp_path, quick=True, quiet=True, echo=lambda _: None, time_limit=0.1,
+            started=fake_clock[0],
+        )  # fmt: skip
+    assert info.value.exit_code == 0 and str(tmp_path / "repmet-det") in str(info.value)
+    assert (tmp_path / "repmet-det" / "checkpoint.pt").is_file()
+    assert not (tmp_path / "repmet-det" / "result.json").exists()
+    assert not (tmp_path / "table.md").exists()
