@@ -16,7 +16,7 @@ from PIL import Image
 pytest.importorskip("torchvision")
 pytest.importorskip("pycocotools")
 
-TINY = ["--image-size", "64", "--scenes", "24", "--iterations", "2", "--episodes", "1",
+TINY = ["--scene-size", "64", "--train-scenes", "24", "--iterations", "2", "--episodes", "1",
         "--query", "1", "--batch-size", "2", "--threads", "1", "--checkpoint-every", "0"]  # fmt: skip
 
 
@@ -51,6 +51,21 @@ def test_run_result_and_eval(run_dir, fsbench_data_root, tmp_path):
     assert result.exit_code == 0, result.output
     again = json.loads((run_dir / "eval-5w2s" / "result.json").read_text())
     assert again["shot"] == 2 and again["evaluated_run"] == str(run_dir)
+
+
+def test_eval_into_a_folder_in_use_is_one_line(run_dir, fsbench_data_root, tmp_path):
+    from fsbench.engine import run_lock
+
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    lock = run_lock.acquire(busy)  # another writer holds OUT
+    try:
+        result = invoke("eval", run_dir, "--episodes", 1, "--out", busy, "--quiet",
+                        "--data-root", fsbench_data_root)  # fmt: skip
+    finally:
+        lock.release()
+    assert_one_line_error(result, str(busy))
+    assert not (busy / "result.json").exists()
 
 
 def test_predict_writes_boxes_and_pictures(run_dir, tmp_path):
@@ -116,8 +131,8 @@ def test_run_bad_input_is_one_line(tmp_path):
         "detection runs on mnist-detect",
     )
     assert_one_line_error(
-        invoke("run", "protonet", "doublemnist", "--scenes", 5, "--out", tmp_path / "y"),
-        "--scenes applies to repmet-det and finetune-det only",
+        invoke("run", "protonet", "doublemnist", "--train-scenes", 5, "--out", tmp_path / "y"),
+        "--train-scenes applies to repmet-det and finetune-det, not protonet",
     )
     assert_one_line_error(
         invoke("run", "repmet-det", "mnist-detect", "--inner-steps", 3, "--out", tmp_path / "z"),

@@ -3,6 +3,7 @@ support boxes' embeddings at test; a tiny detector run end to end (result.json, 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -50,18 +51,17 @@ SMALL = dict(
     episodes=2,
     query=2,
     batch_size=2,
-    finetune_steps=3,
     checkpoint_every=0,
     representation=32,
-    embedding_dim=16,
 )
+OWN = {"repmet-det": {"embedding_dim": 16}, "finetune-det": {"finetune_steps": 3}}
 
 
 def _tiny(method: str, tmp_path, data_root):
     from fsbench.detection.method import DetectionStore, build_detection_method
     from fsbench.detection.run import load_split, settings_for
 
-    settings = settings_for(method, "mnist-detect", **SMALL)
+    settings = settings_for(method, "mnist-detect", **SMALL, **OWN[method])
     train = load_split(settings, "train", data_root)
     test = load_split(settings, "test", data_root)
     torch.manual_seed(0)
@@ -103,7 +103,7 @@ def test_tiny_run_writes_result_and_resumes(method, tmp_path, fsbench_data_root)
     from fsbench.detection.run import run_detection, settings_for
     from fsbench.errors import FsbenchError
 
-    settings = settings_for(method, "mnist-detect", **SMALL)
+    settings = settings_for(method, "mnist-detect", **SMALL, **OWN[method])
     out = tmp_path / "run"
     result = run_detection(settings, out, data_root=fsbench_data_root, quiet=True)
     saved = json.loads((out / "result.json").read_text())
@@ -113,7 +113,7 @@ def test_tiny_run_writes_result_and_resumes(method, tmp_path, fsbench_data_root)
     assert len((out / "episodes.csv").read_text().splitlines()) == 3
     with pytest.raises(FsbenchError, match="already holds a run"):
         run_detection(settings, out, data_root=fsbench_data_root, quiet=True)
-    longer = {**settings, "iterations": 4}
+    longer = dataclasses.replace(settings, iterations=4)
     again = run_detection(longer, out, data_root=fsbench_data_root, resume=True, quiet=True)
     assert again["iterations"] == 4
     lines = (out / "metrics.jsonl").read_text().splitlines()

@@ -27,8 +27,8 @@ def test_reproduce_trains_each_detector_once_and_tests_both_shots(tmp_path, monk
     }
     monkeypatch.setattr(reproduce, "QUICK", tiny)
     lines = []
-    cells = reproduce.reproduce_repmet_detection(
-        tmp_path, quick=True, quiet=True, echo=lines.append
+    cells = reproduce.reproduce_repmet_detection(  # the two detectors in two processes
+        tmp_path, quick=True, quiet=True, echo=lines.append, jobs=2
     )
     assert [(c["method"], c["shot"]) for c in cells] == [
         ("repmet-det", 1),
@@ -43,7 +43,7 @@ def test_reproduce_trains_each_detector_once_and_tests_both_shots(tmp_path, monk
     )
     assert json.loads((tmp_path / "table.json").read_text())["quick"] is True
     assert (tmp_path / "repmet-det" / "eval-5w5s" / "result.json").is_file()
-    # a second call resumes: nothing is retrained
+    # a second call, in this process, resumes: nothing is retrained, the same numbers
     again = reproduce.reproduce_repmet_detection(
         tmp_path, quick=True, quiet=True, echo=lines.append
     )

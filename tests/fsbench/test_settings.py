@@ -14,6 +14,7 @@ from fsbench.resolve import resolve_settings
 from fsbench.settings import (
     BASE,
     DATA_SETTINGS,
+    DETECTION_METHODS,
     EXECUTION_KEYS,
     SPECS,
     SettingError,
@@ -90,6 +91,10 @@ def test_the_library_names_the_parameter(name):
     method = s.methods[0] if s.methods and method not in s.methods else method
     dataset = "fashionmnist" if method in ("magnet", "repmet") else "doublemnist"
     with pytest.raises(SettingError) as info:
+        if method in DETECTION_METHODS:  # detection resolves its own preset (detection/run.py)
+            from fsbench.detection.run import settings_for
+
+            settings_for(method, "mnist-detect", **{name: value})
         resolve_settings(method, dataset, {name: value})
     assert str(info.value).startswith(f"{name} must be"), str(info.value)
     assert info.value.for_cli().startswith(f"{flag(name)} must be")

@@ -39,6 +39,8 @@ MTL_MODES = ("ss", "ft")
 HEAD_INITS = ("xavier", "zeros")
 BACKBONES = ("conv4", "resnet12")
 OMNIGLOT_SPLITS = ("vinyals", "cbfinn")
+DETECTION_METHODS = ("repmet-det", "finetune-det")  # few-shot detection: fsbench.detection
+DETECTOR_BACKBONES = ("small", "resnet18", "resnet50")
 
 
 @dataclass(frozen=True)
@@ -284,9 +286,9 @@ class Settings:
     # Magnet loss and RepMet
     modes: int = spec(
         1,
-        "magnet/repmet: K clusters (modes) per class, in training and in each test "
+        "magnet/repmet/repmet-det: K clusters (modes) per class, in training and in each test "
         "episode's support set",
-        methods=MODES_METHODS,
+        methods=(*MODES_METHODS, "repmet-det"),
         refuse_elsewhere=True,
         **POS,
     )
@@ -323,13 +325,102 @@ class Settings:
     )
     sigma: float = spec(
         0.5,
-        "repmet: the modes' standard deviation",
-        methods=("repmet",),
+        "repmet/repmet-det: the modes' standard deviation",
+        methods=("repmet", "repmet-det"),
         refuse_elsewhere=True,
         **POSITIVE,
     )
     embedding_dim: int = spec(
-        1024, "repmet: embedding size", methods=("repmet",), refuse_elsewhere=True, **POS
+        1024,
+        "repmet/repmet-det: embedding size",
+        methods=("repmet", "repmet-det"),
+        refuse_elsewhere=True,
+        **POS,
+    )
+    # Few-shot detection (fsbench.detection): the detector and the mnist-detect scenes. The shared
+    # settings (way, query, iterations, lr, batch_size, modes...) take the detection preset's
+    # values (detection/run.py's PRESET).
+    detector_backbone: str = spec(
+        "small",
+        "detection: the FPN backbone, trained from scratch (small: a 4-stage CNN for CPUs)",
+        choices=DETECTOR_BACKBONES,
+        methods=DETECTION_METHODS,
+        refuse_elsewhere=True,
+    )
+    backbone_weights: str | None = spec(
+        None,
+        "detection: a state dict (torch.save file) for the detector's backbone",
+        methods=DETECTION_METHODS,
+        refuse_elsewhere=True,
+    )
+    fpn_channels: int = spec(
+        32, "detection: FPN channels", methods=DETECTION_METHODS, refuse_elsewhere=True, **POS
+    )
+    representation: int = spec(
+        256,
+        "detection: the box head's ROI feature size",
+        methods=DETECTION_METHODS,
+        refuse_elsewhere=True,
+        **POS,
+    )
+    rois_per_image: int = spec(
+        64,
+        "detection: ROIs per training image for the box head",
+        methods=DETECTION_METHODS,
+        refuse_elsewhere=True,
+        **POS,
+    )
+    finetune_steps: int = spec(
+        100,
+        "finetune-det: Adam steps on each episode's support ROIs",
+        methods=("finetune-det",),
+        refuse_elsewhere=True,
+        **POS,
+    )
+    finetune_lr: float = spec(
+        0.01,
+        "finetune-det: the learning rate of those steps",
+        methods=("finetune-det",),
+        refuse_elsewhere=True,
+        **POSITIVE,
+    )
+    scene_size: int = spec(
+        128,
+        "mnist-detect: scene side in pixels",
+        methods=DETECTION_METHODS,
+        refuse_elsewhere=True,
+        min=16,
+    )
+    train_scenes: int = spec(
+        2000,
+        "mnist-detect: training scenes",
+        methods=DETECTION_METHODS,
+        refuse_elsewhere=True,
+        **POS,
+    )
+    val_scenes: int = spec(
+        200,
+        "mnist-detect: validation scenes",
+        methods=DETECTION_METHODS,
+        refuse_elsewhere=True,
+        **POS,
+    )
+    test_scenes: int = spec(
+        500, "mnist-detect: test scenes", methods=DETECTION_METHODS, refuse_elsewhere=True, **POS
+    )
+    clutter: int = spec(
+        1,
+        "mnist-detect: up to N clutter digits (of no class) per scene",
+        methods=DETECTION_METHODS,
+        refuse_elsewhere=True,
+        **NONNEG,
+    )
+    scene_seed: int = spec(
+        0,
+        "mnist-detect: seed of the generated scenes",
+        methods=DETECTION_METHODS,
+        refuse_elsewhere=True,
+        **NONNEG,
     )
     # what the run is, recorded beside the settings (not flags: the command's arguments)
     method: str = spec("", "the method", cli=False)

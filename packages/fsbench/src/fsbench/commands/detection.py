@@ -10,62 +10,39 @@ import click
 
 from fsbench.errors import FsbenchError
 
-# run options that a detection run reads, and the setting each sets
-RUN_KEYS = {
-    "way": "way",
-    "shot": "shot",
-    "query": "query",
-    "iterations": "iterations",
-    "episodes": "episodes",
-    "seed": "seed",
-    "lr": "lr",
-    "modes": "modes",
-    "sigma": "sigma",
-    "embedding_dim": "embedding_dim",
-    "batch_size": "batch_size",
-    "threads": "threads",
-    "checkpoint_every": "checkpoint_every",
-    "image_size": "scene_size",
-    "backbone_weights": "backbone_weights",
-    "scenes": "train_scenes",
-    "finetune_steps": "finetune_steps",
-}
-PLACES = ("device", "out", "resume", "overwrite", "data_root", "quiet")
-# options whose click default is not None
-DEFAULTED = {"download": False, "nproc": None}
-
 
 def run_detection_cli(method: str, dataset: str, opts: dict) -> None:
-    """``fsbench run`` of a detector: the options it reads; any other one is an error."""
-    from fsbench.commands.common import configure_logging as _configure_logging
-    from fsbench.commands.common import fmt_pct as _fmt_pct
+    """``fsbench run`` of a detector: the declared settings it reads (detection/run.py's READS);
+    any other setting, data option or data argument given is an error naming its flag."""
+    from fsbench.commands.common import configure_logging, fmt_pct
+    from fsbench.commands.options import split_run_options
     from fsbench.detection.run import run_detection, settings_for
+    from fsbench.engine.stop import process_start, stop_on_signals
+    from fsbench.settings import flag
 
-    _configure_logging(opts["quiet"])
-    extra = sorted(
-        k
-        for k, v in opts.items()
-        if k not in RUN_KEYS and k not in PLACES and v not in (None, False, ())
-    )
-    if extra:
-        flag = "--" + extra[0].replace("_", "-")
-        raise FsbenchError(f"{flag} does not apply to {method}")
-    overrides = {RUN_KEYS[k]: opts.get(k) for k in RUN_KEYS}
-    if overrides["backbone_weights"] is not None:
-        overrides["backbone_weights"] = str(overrides["backbone_weights"])
+    overrides, data_values, ex = split_run_options(dict(opts))
+    configure_logging(ex["quiet"])
+    elsewhere = [k for k, v in data_values.items() if v is not None]
+    elsewhere += [k for k in ("dataset_dir", "nproc") if ex.get(k) is not None]
+    elsewhere += ["download"] if ex.get("download") else []
+    if elsewhere:
+        raise FsbenchError(f"{flag(elsewhere[0])} does not apply to {method}")
     settings = settings_for(method, dataset.lower(), **overrides)
-    default = f"{method}_{dataset}_{settings['way']}w{settings['shot']}s_seed{settings['seed']}"
-    out = opts["out"] or Path("runs") / default
-    result = run_detection(
-        settings,
-        out,
-        data_root=opts["data_root"],
-        device=opts["device"],
-        resume=opts["resume"],
-        overwrite=opts["overwrite"],
-        quiet=opts["quiet"],
-    )
-    click.echo(result_line(result, out, _fmt_pct))
+    default = f"{method}_{dataset}_{settings.way}w{settings.shot}s_seed{settings.seed}"
+    out = ex["out"] or Path("runs") / default
+    with stop_on_signals():
+        result = run_detection(
+            settings,
+            out,
+            data_root=ex["data_root"],
+            device=ex["device"],
+            resume=ex["resume"],
+            overwrite=ex["overwrite"],
+            quiet=ex["quiet"],
+            time_limit=ex["time_limit"],
+            started=process_start(),
+        )
+    click.echo(result_line(result, out, fmt_pct))
 
 
 def result_line(result: dict, out: Path, fmt) -> str:
@@ -80,12 +57,11 @@ def eval_detection_cli(run_dir: Path, opts: dict) -> None:
     """``fsbench eval`` of a detection run."""
     from fsbench.commands.common import configure_logging as _configure_logging
     from fsbench.commands.common import fmt_pct as _fmt_pct
-    from fsbench.detection.run import evaluate_detection_run
-    from fsbench.engine.trainer import load_checkpoint
+    from fsbench.detection.run import evaluate_detection_run, recorded_settings
 
     _configure_logging(opts["quiet"])
-    settings = load_checkpoint(Path(run_dir) / "checkpoint.pt")["settings"]
-    way, shot = opts["way"] or settings["way"], opts["shot"] or settings["shot"]
+    settings = recorded_settings(run_dir)
+    way, shot = opts["way"] or settings.way, opts["shot"] or settings.shot
     out = opts["out"] or Path(run_dir) / f"eval-{way}w{shot}s"
     result = evaluate_detection_run(
         run_dir,
@@ -121,17 +97,29 @@ def predict_detection_cli(
 
 
 def reproduce_detection_cli(quick: bool, out: Path | None, opts: dict) -> None:
-    """``fsbench reproduce repmet-detection``."""
-    from fsbench.commands.common import configure_logging as _configure_logging
+    """``fsbench reproduce repmet-detection``: its own table (detection/reproduce.py); the
+    options that do not apply to it (--seeds, --precision) are refused."""
+    from fsbench.commands.common import configure_logging
     from fsbench.detection.reproduce import reproduce_repmet_detection
+    from fsbench.engine.stop import process_start, stop_on_signals
 
-    _configure_logging(opts["quiet"])
+    for key in ("seeds", "precision"):
+        if opts.get(key) is not None:
+            raise FsbenchError(f"--{key} does not apply to repmet-detection (one seed, fp32)")
+    configure_logging(opts["quiet"])
     out = out or Path("reproduce") / ("repmet-detection" + ("-quick" if quick else ""))
-    reproduce_repmet_detection(
-        out,
-        quick=quick,
-        data_root=opts["data_root"],
-        device=opts["device"],
-        quiet=opts["quiet"],
-        echo=click.echo,
-    )
+    with stop_on_signals():
+        reproduce_repmet_detection(
+            out,
+            quick=quick,
+            data_root=opts["data_root"],
+            device=opts["device"],
+            quiet=opts["quiet"],
+            echo=click.echo,
+            jobs=opts.get("jobs") or 1,
+            threads=opts.get("threads"),
+            iterations=opts.get("iterations"),
+            time_limit=opts.get("time_limit"),
+            started=process_start(),
+            overwrite=bool(opts.get("overwrite")),
+        )

@@ -114,8 +114,10 @@ def reproduce(
             raise FsbenchError("--with applies to the few-shot classification tables")
         from fsbench.commands.detection import reproduce_detection_cli
 
+        given = dict(data_root=data_root, device=device, quiet=quiet, jobs=jobs, threads=threads)
+        given.update(iterations=iterations, time_limit=time_limit, overwrite=overwrite)
         return reproduce_detection_cli(
-            quick, out, {"data_root": data_root, "device": device, "quiet": quiet}
+            quick, out, {**given, "seeds": seeds, "precision": precision}
         )
     configure_logging(quiet)
     spec = TABLES[table]

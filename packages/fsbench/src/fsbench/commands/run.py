@@ -13,10 +13,9 @@ from fsbench.commands.common import configure_logging, dataset_name, result_line
 from fsbench.commands.options import run_options, split_run_options
 from fsbench.errors import FsbenchError
 from fsbench.methods import METHODS
-from fsbench.settings import data_options_for
+from fsbench.settings import DETECTION_METHODS, data_options_for
 
-DETECTORS = ("repmet-det", "finetune-det")  # few-shot detection: detection/run.py
-RUN_METHODS = sorted([m for m in METHODS if m != "pretrain"] + list(DETECTORS))
+RUN_METHODS = sorted([m for m in METHODS if m != "pretrain"] + list(DETECTION_METHODS))
 POS = click.IntRange(min=1)
 
 
@@ -41,26 +40,12 @@ class MethodChoice(click.Choice):
     "torchrun --nproc-per-node N (several machines: run torchrun yourself, see the README)",
 )
 @run_options
-@click.option(
-    "--backbone-weights",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="repmet-det/finetune-det: a state dict for the detector's backbone",
-)
-@click.option("--scenes", type=POS, help="repmet-det/finetune-det: training scenes of mnist-detect")
-@click.option(
-    "--finetune-steps", type=POS, help="finetune-det: Adam steps on each episode's support"
-)
 def run(method: str, dataset: str, nproc: int | None, **opts) -> int:
     """Train and evaluate METHOD on DATASET with its published protocol; a flag overrides one value."""
-    if method.lower() in DETECTORS:
+    if method.lower() in DETECTION_METHODS:
         from fsbench.commands.detection import run_detection_cli
 
-        return run_detection_cli(method.lower(), dataset, opts) or 0
-    for key in ("backbone_weights", "scenes", "finetune_steps"):
-        if opts.pop(key) is not None:
-            raise FsbenchError(
-                f"--{key.replace('_', '-')} applies to repmet-det and finetune-det only"
-            )
+        return run_detection_cli(method.lower(), dataset, {**opts, "nproc": nproc}) or 0
     if nproc is not None and nproc > 1:
         check_meta_batch(method.lower(), dataset, opts["meta_batch"], nproc)
         return launch_torchrun(nproc, click.get_current_context().find_root().command.argv)

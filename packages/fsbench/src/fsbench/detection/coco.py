@@ -69,7 +69,8 @@ def read_coco(path: str | Path, image_dir: str | Path | None = None) -> Detectio
 
 def coco_document(dataset: DetectionSet) -> dict:
     """The COCO JSON object of ``dataset`` (image ids 1..N, category ids 1..C, boxes [x, y, w, h])."""
-    images, annotations = [], []
+    images: list[dict] = []
+    annotations: list[dict] = []
     for i, rec in enumerate(dataset.records):
         images.append(
             {"id": i + 1, "file_name": rec.file, "width": rec.width, "height": rec.height}

@@ -34,7 +34,8 @@ class DetectionSet:
     classes: list[str]
     records: list[ImageRecord]
     root: Path | None = None
-    pixels: np.ndarray | None = field(default=None, repr=False)
+    # [N, H, W] uint8, or a list of images when their sizes differ (predict's own images)
+    pixels: np.ndarray | list[np.ndarray] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -46,9 +47,9 @@ class DetectionSet:
         rec = self.records[i]
         path = (self.root or Path(".")) / rec.file
         try:
-            with Image.open(path) as im:
-                im = im.convert("L") if im.mode in ("L", "1", "I;16") else im.convert("RGB")
-                return np.asarray(im)
+            with Image.open(path) as opened:
+                gray = opened.mode in ("L", "1", "I;16")
+                return np.asarray(opened.convert("L") if gray else opened.convert("RGB"))
         except (OSError, ValueError) as e:
             raise FsbenchError(f"cannot read image {path}: {e}") from None
 

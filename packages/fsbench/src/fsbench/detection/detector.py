@@ -154,7 +154,9 @@ class SmallBackbone(nn.Module):
         super().__init__()
         chans = (in_channels, *self.widths)
         for i in range(len(self.widths)):
-            convs = [nn.Conv2d(chans[i], chans[i + 1], 3, stride=2, padding=1, bias=False)]
+            convs: list[nn.Module] = [
+                nn.Conv2d(chans[i], chans[i + 1], 3, stride=2, padding=1, bias=False)
+            ]
             if i > 0:
                 convs += [
                     nn.BatchNorm2d(chans[i + 1]),

@@ -12,6 +12,7 @@ batches, checkpoints, exact resume, metrics log, progress) drives them unchanged
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,9 +25,21 @@ from fsbench.detection.detector import DMLHead, LinearHead, build_detector, roi_
 from fsbench.detection.episodes import DetectionEpisode, check_episodes, sample_episode
 from fsbench.detection.metrics import episode_map
 from fsbench.methods.base import EvalResult, Method, episode_ci
+from fsbench.settings import DETECTION_METHODS, Settings
 
-DETECTION_METHODS = ("repmet-det", "finetune-det")
+if TYPE_CHECKING:
+    from torchvision.models.detection import FasterRCNN
+
+__all__ = ["DETECTION_METHODS", "DetectionMethod", "DetectionStore", "build_detection_method"]
 WARMUP = 100  # iterations of linear learning-rate warm-up (torchvision's detection reference)
+# Test images per forward pass: each image is detected on its own within a batch (eval-mode batch
+# norm, proposals per image), so a batch only bounds memory and saves per-call overhead.
+EVAL_BATCH = 16
+
+
+def chunks(items: list, size: int = EVAL_BATCH) -> list[list]:
+    """``items`` in consecutive pieces of at most ``size``."""
+    return [items[k : k + size] for k in range(0, len(items), size)]
 
 
 @dataclass
@@ -52,49 +65,53 @@ class DetectionStore:
 
 
 class DetectionMethod(Method):
-    """A Faster R-CNN trained on whole scenes; tested on few-shot detection episodes (mAP@0.5)."""
+    """A Faster R-CNN trained on whole scenes; tested on few-shot detection episodes (mAP@0.5).
+
+    The engine's loop is duck-typed over the store: a ``DetectionStore`` stands where the
+    classification methods get an ``ArrayStore`` (hence the ``override`` ignores below)."""
 
     eval_settings = ("way", "shot", "query", "episodes", "finetune_steps", "finetune_lr")
+    head = "dml"
+    model: FasterRCNN
 
-    def __init__(self, settings: dict, example_shape: tuple[int, ...], num_classes: int) -> None:
-        super().__init__(settings, example_shape, num_classes)
-        s = settings
-        self.head = "dml" if s["method"] == "repmet-det" else "linear"
-        self.name = s["method"]
+    def __init__(
+        self,
+        settings: Settings | dict[str, Any],
+        example_shape: tuple[int, ...],
+        num_classes: int,
+    ) -> None:
+        super().__init__(settings=settings, example_shape=example_shape, num_classes=num_classes)
+        s = self.settings
         self.model = build_detector(
             self.head,
             num_classes,
             in_channels=int(example_shape[0]),
             image_size=int(example_shape[-1]),
-            backbone=s["backbone"],
-            fpn_channels=int(s["fpn_channels"]),
-            representation=int(s["representation"]),
-            modes=int(s["modes"]),
-            embedding_dim=int(s["embedding_dim"]),
-            sigma=float(s["sigma"]),
-            rois_per_image=int(s["rois_per_image"]),
+            backbone=s.detector_backbone,
+            fpn_channels=s.fpn_channels,
+            representation=s.representation,
+            modes=s.modes,
+            embedding_dim=s.embedding_dim,
+            sigma=s.sigma,
+            rois_per_image=s.rois_per_image,
         )
 
     @property
     def predictor(self) -> nn.Module:
         return self.model.roi_heads.box_predictor
 
-    # The detectors keep their settings in a plain dict (detection/run.py's DEFAULTS), not in the
-    # classification methods' frozen Settings: read them by key.
-    def iterations(self, store) -> int:
-        return int(self.settings["iterations"])
+    def iterations(self, store: Any) -> int:
+        return self.settings.iterations
 
     def eval_interval(self) -> int:
-        return int(self.settings.get("eval_every") or 0)
+        return 0  # no validation during training (as the official detection code)
 
     def make_optimizer(self):
         """SGD with momentum 0.9 and weight decay 1e-4 (torchvision's detection reference), a
         linear warm-up over the first ``WARMUP`` iterations, x0.1 at 2/3 of the run."""
         s = self.settings
-        opt = torch.optim.SGD(
-            self.model.parameters(), lr=float(s["lr"]), momentum=0.9, weight_decay=1e-4
-        )
-        total = int(s["iterations"])
+        opt = torch.optim.SGD(self.model.parameters(), lr=s.lr, momentum=0.9, weight_decay=1e-4)
+        total = s.iterations
 
         def factor(it: int) -> float:
             warm = min(1.0, (it + 1) / WARMUP)
@@ -102,14 +119,16 @@ class DetectionMethod(Method):
 
         return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
-    def check(self, store: DetectionStore, split: str) -> None:
+    def check(self, store: DetectionStore, split: str) -> None:  # type: ignore[override]
         if split == "test":
             s = self.settings
-            check_episodes(store.data, int(s["way"]), int(s["shot"]), int(s["query"]), split)
+            check_episodes(store.data, s.way, s.shot, s.query, split)
 
-    def sample_train(self, store: DetectionStore, generator: torch.Generator, iteration: int):
+    def sample_train(  # type: ignore[override]
+        self, store: DetectionStore, generator: torch.Generator, iteration: int
+    ):
         """``batch_size`` scenes drawn uniformly (with their boxes, labels 1..C)."""
-        n = int(self.settings["batch_size"])
+        n = self.settings.batch_size
         picks = torch.randint(len(store), (n,), generator=generator, device=store.device)
         images, targets = [], []
         for i in picks.tolist():
@@ -151,15 +170,15 @@ class DetectionMethod(Method):
         """Detections on the episode's queries with the head set for the episode (labels
         0..way-1), as numpy arrays."""
         out = []
-        for i in ep.queries:
-            det = self.model([store.tensor(i)])[0]
-            out.append(
-                {
-                    "boxes": det["boxes"].cpu().numpy(),
-                    "scores": det["scores"].cpu().numpy(),
-                    "labels": det["labels"].cpu().numpy() - 1,
-                }
-            )
+        for part in chunks(ep.queries):
+            for det in self.model([store.tensor(i) for i in part]):
+                out.append(
+                    {
+                        "boxes": det["boxes"].cpu().numpy(),
+                        "scores": det["scores"].cpu().numpy(),
+                        "labels": det["labels"].cpu().numpy() - 1,
+                    }
+                )
         return out
 
     def episode_detections(
@@ -168,7 +187,7 @@ class DetectionMethod(Method):
         """Set the head for the episode, detect on its queries, restore the head."""
         raise NotImplementedError
 
-    def evaluate(
+    def evaluate(  # type: ignore[override]
         self,
         store: DetectionStore,
         generator: torch.Generator,
@@ -182,7 +201,7 @@ class DetectionMethod(Method):
     ) -> EvalResult:
         """mAP@0.5 over ``episodes`` test episodes, its mean and 95% CI."""
         s = self.settings
-        way, shot, query = int(way or s["way"]), int(shot or s["shot"]), int(query or s["query"])
+        way, shot, query = way or s.way, shot or s.shot, query or s.query
         check_episodes(store.data, way, shot, query, "test")
         maps = []
         was_training = self.model.training
@@ -207,8 +226,14 @@ class DetectionMethod(Method):
 class RepMetDetector(DetectionMethod):
     """repmet-det: the support boxes' embeddings become the representatives (K = shot)."""
 
-    def episode_detections(self, store, ep, seed):
-        head: DMLHead = self.predictor
+    name = "repmet-det"
+    head = "dml"
+
+    def episode_detections(
+        self, store: DetectionStore, ep: DetectionEpisode, seed: int
+    ) -> list[dict]:
+        head = self.predictor
+        assert isinstance(head, DMLHead)  # repmet-det builds its detector with the DML head
         support = head.embedding(self.support_features(store, ep))
         head.set_episode(support, ep.shot)
         try:
@@ -220,29 +245,42 @@ class RepMetDetector(DetectionMethod):
 class FinetuneDetector(DetectionMethod):
     """finetune-det: a new linear classifier trained on the episode's support ROIs."""
 
-    def support_rois(self, store, ep) -> tuple[torch.Tensor, torch.Tensor]:
+    name = "finetune-det"
+    head = "linear"
+
+    def support_rois(
+        self, store: DetectionStore, ep: DetectionEpisode
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Box-head features and labels (0 background, 1..way) of the support images' proposals
-        and support boxes."""
+        and support boxes (each image with its own box, ``EVAL_BATCH`` images per pass)."""
         from torchvision.ops import box_iou
 
+        model = self.model
         features, labels = [], []
-        for (i, box), c in zip(ep.support, ep.support_labels.tolist(), strict=True):
-            image = [store.tensor(i)]
-            image_list, _ = self.model.transform(image)
-            feats = self.model.backbone(image_list.tensors)
-            proposals = self.model.rpn(image_list, feats)[0][0]
-            scale = image_list.image_sizes[0][0] / image[0].shape[-2]
-            gt = torch.as_tensor(box, device=store.device).reshape(1, 4) * scale
-            rois = torch.cat([gt, proposals])
-            iou = box_iou(rois, gt)[:, 0]
-            pooled = self.model.roi_heads.box_roi_pool(feats, [rois], image_list.image_sizes)
-            features.append(self.model.roi_heads.box_head(pooled))
-            labels.append(torch.where(iou >= 0.5, c + 1, 0))
+        pairs = list(zip(ep.support, ep.support_labels.tolist(), strict=True))
+        for part in chunks(pairs):
+            images = [store.tensor(i) for (i, _), _ in part]
+            image_list, _ = model.transform(images)
+            feats = model.backbone(image_list.tensors)
+            proposals, _ = model.rpn(image_list, feats)
+            rois = []
+            for ((_, box), c), props, image, size in zip(
+                part, proposals, images, image_list.image_sizes, strict=True
+            ):
+                scale = size[0] / image.shape[-2]
+                gt = torch.as_tensor(box, device=store.device).reshape(1, 4) * scale
+                rois.append(torch.cat([gt, props]))
+                labels.append(torch.where(box_iou(rois[-1], gt)[:, 0] >= 0.5, c + 1, 0))
+            pooled = model.roi_heads.box_roi_pool(feats, rois, image_list.image_sizes)
+            features.append(model.roi_heads.box_head(pooled))
         return torch.cat(features), torch.cat(labels)
 
-    def episode_detections(self, store, ep, seed):
+    def episode_detections(
+        self, store: DetectionStore, ep: DetectionEpisode, seed: int
+    ) -> list[dict]:
         s = self.settings
-        trained: LinearHead = self.predictor
+        trained = self.predictor
+        assert isinstance(trained, LinearHead)  # finetune-det's detector has the linear head
         x, y = self.support_rois(store, ep)
         way = len(ep.classes)
         gen = torch.Generator(device="cpu").manual_seed(seed % (2**63))
@@ -250,9 +288,9 @@ class FinetuneDetector(DetectionMethod):
         with torch.no_grad():
             classifier.weight.copy_(torch.randn(classifier.weight.shape, generator=gen) * 0.01)
             classifier.bias.zero_()
-        opt = torch.optim.Adam(classifier.parameters(), lr=float(s["finetune_lr"]))
+        opt = torch.optim.Adam(classifier.parameters(), lr=s.finetune_lr)
         with torch.enable_grad():
-            for _ in range(int(s["finetune_steps"])):
+            for _ in range(s.finetune_steps):
                 loss = F.cross_entropy(classifier(x), y)
                 opt.zero_grad()
                 loss.backward()
@@ -267,7 +305,9 @@ class FinetuneDetector(DetectionMethod):
             self.model.roi_heads.box_predictor = trained
 
 
-def build_detection_method(settings: dict, example_shape, num_classes: int) -> DetectionMethod:
-    """The method object of ``settings['method']``."""
-    cls = RepMetDetector if settings["method"] == "repmet-det" else FinetuneDetector
+def build_detection_method(
+    settings: Settings, example_shape: tuple[int, ...], num_classes: int
+) -> DetectionMethod:
+    """The method object of ``settings.method``."""
+    cls = RepMetDetector if settings.method == "repmet-det" else FinetuneDetector
     return cls(settings, example_shape, num_classes)

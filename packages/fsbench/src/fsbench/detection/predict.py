@@ -123,8 +123,8 @@ def predict_folder(
     if not query_files:
         raise FsbenchError(f"--query {query_dir} holds no PNG or JPEG image")
     method, settings, dev = trained_method(run_dir, data_root, device)
-    channels = int(method.example_shape[0])
-    support = read_support(support_dir, int(settings["scene_size"]))
+    channels = int(method.shape()[0])
+    support = read_support(support_dir, settings.scene_size)
     ep = support_episode(support)
     pixels = [_gray_or_rgb(support.image(i), channels) for i in range(len(support))]
     queries = []
@@ -143,7 +143,7 @@ def predict_folder(
     ep.queries = list(range(n_support, n_support + len(queries)))
     store = DetectionStore(joined, dev)
     with torch.no_grad():
-        detections = method.episode_detections(store, ep, int(settings["seed"]))
+        detections = method.episode_detections(store, ep, settings.seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     images = []
@@ -160,7 +160,7 @@ def predict_folder(
         draw_boxes(q, det["boxes"], names, scores=det["scores"]).save(out / f"{f.stem}.png")
     doc = {
         "run": str(run_dir),
-        "method": settings["method"],
+        "method": settings.method,
         "classes": support.classes,
         "shot": ep.shot,
         "images": images,

@@ -5,17 +5,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from fsbench.detection.chance import random_boxes_map
 from fsbench.detection.dataset import DetectionSet
 from fsbench.detection.method import (
-    DETECTION_METHODS,
     DetectionMethod,
     DetectionStore,
     build_detection_method,
@@ -23,44 +24,43 @@ from fsbench.detection.method import (
 from fsbench.detection.scenes import SceneSpec, load_scenes
 from fsbench.engine.device import configure_backend, resolve_device, seed_everything
 from fsbench.engine.run import check_resume, prepare_out_dir, write_run_files
+from fsbench.engine.stop import StopRequest
 from fsbench.engine.trainer import TEST_STREAM, load_checkpoint, make_generator, train
 from fsbench.errors import FsbenchError
 from fsbench.results import CHECKPOINT, git_commit, versions
+from fsbench.settings import BASE, DETECTION_METHODS, SettingError, Settings, validate
 
 log = logging.getLogger("fsbench")
 
 DETECTION_DATASETS = ("mnist-detect",)
 
-# The preset: the RepMet head's numbers are the official detection configuration's
-# (jshtok/RepMet ..._ohem_8.yaml: embedding 256, 5 representatives, sigma 0.5, margin 0.5); the
-# detector's size, the schedule and the scenes are fsbench's, sized for two CPU cores.
-DEFAULTS: dict = {
-    "way": 5,
-    "shot": 1,
+# The detection preset: the values of shared settings (declared in fsbench.settings) that differ
+# from their defaults there; the detection-only settings (detector_backbone, fpn_channels, the
+# scenes...) have their defaults in the declaration. The RepMet head's numbers are the official
+# detection configuration's (jshtok/RepMet ..._ohem_8.yaml: embedding 256, 5 representatives,
+# sigma 0.5, margin 0.5); the detector's size, the schedule and the scenes are fsbench's, sized
+# for two CPU cores.
+PRESET: dict[str, Any] = {
     "query": 10,  # query images per class, as the official benchmark (Nquery_cat=10)
     "episodes": 500,  # as the official benchmark (Nepisodes=500)
     "iterations": 3000,
     "batch_size": 4,
     "lr": 0.02,
-    "backbone": "small",
-    "backbone_weights": None,
-    "fpn_channels": 32,
-    "representation": 256,
     "modes": 5,
     "embedding_dim": 256,
     "sigma": 0.5,
-    "rois_per_image": 64,
-    "finetune_steps": 100,
-    "finetune_lr": 0.01,
-    "scene_size": 128,
-    "train_scenes": 2000,
-    "val_scenes": 200,
-    "test_scenes": 500,
-    "clutter": 1,
-    "scene_seed": 0,
-    "seed": 0,
     "checkpoint_every": 500,
-    "threads": None,
+}
+# The settings each detector reads (any other one given is refused, naming its flag).
+COMMON_READS = (
+    "way", "shot", "query", "iterations", "episodes", "seed", "lr", "batch_size", "threads",
+    "checkpoint_every", "detector_backbone", "backbone_weights", "fpn_channels", "representation",
+    "rois_per_image", "scene_size", "train_scenes", "val_scenes", "test_scenes", "clutter",
+    "scene_seed",
+)  # fmt: skip
+READS = {
+    "repmet-det": (*COMMON_READS, "modes", "sigma", "embedding_dim"),
+    "finetune-det": (*COMMON_READS, "finetune_steps", "finetune_lr"),
 }
 DEVIATIONS = [
     "backbone: a small 4-stage CNN + FPN trained from scratch on the base classes (the paper: "
@@ -71,8 +71,9 @@ DEVIATIONS = [
 ]
 
 
-def settings_for(method: str, dataset: str, **overrides) -> dict:
-    """The preset with the given values replacing defaults (None: keep the default)."""
+def settings_for(method: str, dataset: str, **overrides: Any) -> Settings:
+    """The declared defaults, the detection preset, then the given values (None: keep), checked
+    as the command line checks them (a SettingError names the setting)."""
     if method not in DETECTION_METHODS:
         raise FsbenchError(
             f"method '{method}' is not a detector; choose {', '.join(DETECTION_METHODS)}"
@@ -81,26 +82,29 @@ def settings_for(method: str, dataset: str, **overrides) -> dict:
         raise FsbenchError(
             f"dataset '{dataset}' has no boxes; detection runs on {', '.join(DETECTION_DATASETS)}"
         )
-    unknown = set(overrides) - set(DEFAULTS)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    unknown = sorted(k for k in given if k not in READS[method])
     if unknown:
-        raise FsbenchError(f"setting(s) {', '.join(sorted(unknown))} do not apply to {method}")
-    settings = {"method": method, "dataset": dataset, **DEFAULTS}
-    settings.update({k: v for k, v in overrides.items() if v is not None})
-    return settings
+        raise SettingError(f"{{{unknown[0]}}} does not apply to {method}", unknown[0])
+    values = {**BASE, **PRESET, **given, "method": method, "dataset": dataset}
+    for key in ("way", "shot", "query"):  # detection trains on whole scenes: never read
+        values[f"train_{key}"] = values[key]
+    validate(values, given)
+    return Settings.from_dict(values)
 
 
-def scene_spec(settings: dict) -> SceneSpec:
+def scene_spec(settings: Settings) -> SceneSpec:
     return SceneSpec(
-        size=int(settings["scene_size"]),
-        clutter=int(settings["clutter"]),
-        train_scenes=int(settings["train_scenes"]),
-        val_scenes=int(settings["val_scenes"]),
-        test_scenes=int(settings["test_scenes"]),
-        seed=int(settings["scene_seed"]),
+        size=settings.scene_size,
+        clutter=settings.clutter,
+        train_scenes=settings.train_scenes,
+        val_scenes=settings.val_scenes,
+        test_scenes=settings.test_scenes,
+        seed=settings.scene_seed,
     )
 
 
-def load_split(settings: dict, split: str, data_root: Path | None) -> DetectionSet:
+def load_split(settings: Settings, split: str, data_root: Path | None) -> DetectionSet:
     """A split of the run's dataset (generated and cached on first use)."""
     from fsbench.data.registry import default_data_root
 
@@ -128,38 +132,30 @@ def load_backbone_weights(method: DetectionMethod, path: str | Path) -> None:
         raise FsbenchError(f"--backbone-weights {path} does not fit the backbone: {exc}") from None
     if len(missing) == len(body.state_dict()):
         raise FsbenchError(
-            f"--backbone-weights {path}: no tensor matches the {method.settings['backbone']} "
-            "backbone's names (e.g. torchvision's resnet50 keys for --backbone resnet50)"
+            f"--backbone-weights {path}: no tensor matches the {method.settings.detector_backbone} "
+            "backbone's names (e.g. torchvision's resnet50 keys for --detector-backbone resnet50)"
         )
 
 
 def test_result(
-    method: DetectionMethod, store: DetectionStore, settings: dict, quiet: bool = True
+    method: DetectionMethod, store: DetectionStore, settings: Settings, quiet: bool = True
 ) -> dict:
     """mAP@0.5 over the test episodes, and of random boxes on the same episodes."""
     from tqdm import tqdm
 
     from fsbench.engine.trainer import show_progress
 
-    gen = make_generator(store.device, int(settings["seed"]) + TEST_STREAM)
-    episodes = int(settings["episodes"])
-    with tqdm(
-        total=episodes, desc=f"test {settings['method']}", disable=not show_progress(quiet)
-    ) as bar:
-        res = method.evaluate(store, gen, episodes, progress=bar)
-    chance = random_boxes_map(
-        store.data,
-        make_generator(store.device, int(settings["seed"]) + TEST_STREAM),
-        int(settings["episodes"]),
-        int(settings["way"]),
-        int(settings["shot"]),
-        int(settings["query"]),
-    )
+    s = settings
+    with tqdm(total=s.episodes, desc=f"test {s.method}", disable=not show_progress(quiet)) as bar:
+        gen = make_generator(store.device, s.seed + TEST_STREAM)
+        res = method.evaluate(store, gen, s.episodes, progress=bar)
+    gen = make_generator(store.device, s.seed + TEST_STREAM)
+    chance = random_boxes_map(store.data, gen, s.episodes, s.way, s.shot, s.query)
     return {"res": res, "chance": chance}
 
 
 def run_detection(
-    settings: dict,
+    settings: Settings,
     out: Path,
     *,
     data_root: Path | None = None,
@@ -167,18 +163,26 @@ def run_detection(
     resume: bool = False,
     overwrite: bool = False,
     quiet: bool = False,
+    time_limit: float | None = None,
+    started: float | None = None,
 ) -> dict:
-    """Train ``settings['method']`` on the train split, test it on episodes, write the run."""
+    """Train ``settings.method`` on the train split, test it on episodes, write the run.
+
+    With ``time_limit`` (minutes after ``started``, a ``time.time()``; default now) or a stop
+    signal, training stops at an iteration boundary with a checkpoint and ``RunStopped`` is raised
+    (no result.json; ``resume`` continues exactly), as every other method's run."""
     out = Path(out)
+    stop = StopRequest.from_time_limit(time_limit, started)
+    record = settings.as_dict()
     dev = resolve_device(device)
     if resume:
-        check_resume(out, settings)
+        check_resume(out, record)
     lock = prepare_out_dir(out, resume, overwrite)  # one writer: OUT's lock until we return
     try:
         configure_backend(dev)
-        if settings.get("threads"):
-            torch.set_num_threads(int(settings["threads"]))
-        seed_everything(int(settings["seed"]))
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        seed_everything(settings.seed)
         t0 = time.perf_counter()
         train_set = load_split(settings, "train", data_root)
         test_set = load_split(settings, "test", data_root)
@@ -186,11 +190,20 @@ def run_detection(
         shape = tuple(train_store.tensor(0).shape)
         method = build_detection_method(settings, shape, len(train_set.classes))
         method.check(test_store, "test")
-        if settings.get("backbone_weights"):
-            load_backbone_weights(method, settings["backbone_weights"])
+        if settings.backbone_weights:
+            load_backbone_weights(method, settings.backbone_weights)
         method.to(dev)
         load_seconds = time.perf_counter() - t0
-        outcome = train(method, train_store, settings, out, device=dev, resume=resume, quiet=quiet)
+        outcome = train(
+            method,
+            train_store,  # type: ignore[arg-type]  # the loop is duck-typed over the store
+            record,
+            out,
+            device=dev,
+            resume=resume,
+            quiet=quiet,
+            stop=stop,
+        )
         t_eval = time.perf_counter()
         tested = test_result(method, test_store, settings, quiet)
         result = build_detection_result(
@@ -225,19 +238,19 @@ def describe(data: DetectionSet, split: str) -> dict:
 
 
 def build_detection_result(
-    settings: dict, tested: dict, *, dev, iterations: int, timings: dict, data: dict
+    settings: Settings, tested: dict, *, dev, iterations: int, timings: dict, data: dict
 ) -> dict:
     """result.json of a detection run (or of an evaluation of one)."""
     from fsbench.detection.metrics import INTERPOLATION
 
     res = tested["res"]
     return {
-        "method": settings["method"],
-        "dataset": settings["dataset"],
-        "dataset_label": settings["dataset"],
-        "way": int(settings["way"]),
-        "shot": int(settings["shot"]),
-        "query": int(settings["query"]),
+        "method": settings.method,
+        "dataset": settings.dataset,
+        "dataset_label": settings.dataset,
+        "way": settings.way,
+        "shot": settings.shot,
+        "query": settings.query,
         "metric": "mAP@0.5",
         "map50": res.accuracy,
         "accuracy": res.accuracy,  # the metric, under the name fsbench table reads
@@ -247,13 +260,13 @@ def build_detection_result(
         "random_boxes_map50": tested["chance"],
         "episodes": res.episodes,
         "iterations": iterations,
-        "seed": int(settings["seed"]),
+        "seed": settings.seed,
         "device": str(dev),
         **timings,
         "torch_threads": torch.get_num_threads(),
         "published_percent": None,
         "deviations": DEVIATIONS,
-        "settings": settings,
+        "settings": settings.as_dict(),
         "data": data,
         "versions": versions(),
         "git": git_commit(),
@@ -262,18 +275,30 @@ def build_detection_result(
     }
 
 
-def trained_method(run_dir: Path, data_root: Path | None, device: str):
-    """The method of a detection run with its trained weights, its settings and the device
-    (for ``fsbench eval`` and ``predict``; the shape and classes come from result.json)."""
+def run_checkpoint(run_dir: Path) -> dict:
+    """The checkpoint of a detection run (one line when it has none)."""
     ckpt = Path(run_dir) / CHECKPOINT
     if not ckpt.is_file():
         raise FsbenchError(f"{run_dir} holds no {CHECKPOINT}; is it a detection run folder?")
-    state = load_checkpoint(ckpt)
-    settings = state["settings"]
-    dev = resolve_device(device)
+    return load_checkpoint(ckpt)
+
+
+def recorded_settings(run_dir: Path) -> Settings:
+    """The settings a detection run recorded in its checkpoint."""
+    return Settings.from_dict(run_checkpoint(run_dir)["settings"])
+
+
+def trained_method(
+    run_dir: Path, data_root: Path | None, device: str
+) -> tuple[DetectionMethod, Settings, torch.device]:
+    """The method of a detection run with its trained weights, its settings and the device
+    (for ``fsbench eval`` and ``predict``; the shape and classes come from result.json)."""
     from fsbench.results import RESULT, read_json
 
-    trained = {}
+    state = run_checkpoint(run_dir)
+    settings = Settings.from_dict(state["settings"])
+    dev = resolve_device(device)
+    trained: dict[str, Any] = {}
     if (Path(run_dir) / RESULT).is_file():  # the training split's shape and classes
         trained = (read_json(Path(run_dir) / RESULT).get("data") or {}).get("train") or {}
     if "example_shape" in trained:
@@ -304,51 +329,56 @@ def evaluate_detection_run(
     quiet: bool = True,
 ) -> dict:
     """Test a trained detection run on other episodes (way, shot, ...) without retraining;
-    writes result.json and episodes.csv to ``out``."""
-    from fsbench.engine.run import check_out_dir
+    writes result.json and episodes.csv to ``out`` (locked while this runs: one writer)."""
+    from fsbench.engine import run_lock
+    from fsbench.engine.run import check_out_dir, lock_existing
     from fsbench.results import RESULT
 
     out = Path(out)
     check_out_dir(out, resume=False, overwrite=overwrite)
-    method, settings, dev = trained_method(run_dir, data_root, device)
-    asked = {"way": way, "shot": shot, "query": query, "episodes": episodes, "seed": seed}
-    settings = {**settings, **{k: v for k, v in asked.items() if v is not None}}
-    method.settings = settings
-    test_set = load_split(settings, "test", data_root)
-    store = DetectionStore(test_set, dev)
-    method.check(store, "test")
-    t0 = time.perf_counter()
-    tested = test_result(method, store, settings, quiet)
-    iterations = int(load_checkpoint(Path(run_dir) / CHECKPOINT)["iteration"])
-    result = build_detection_result(
-        settings,
-        tested,
-        dev=dev,
-        iterations=iterations,
-        timings={"eval_seconds": round(time.perf_counter() - t0, 2)},
-        data={"test": describe(test_set, "test")},
-    )
-    result["evaluated_run"] = str(run_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / RESULT).unlink(missing_ok=True)
-    write_run_files(out, result, tested["res"].per_episode, curve=False)
-    return result
+    lock = lock_existing(out)
+    try:
+        method, settings, dev = trained_method(run_dir, data_root, device)
+        asked = {"way": way, "shot": shot, "query": query, "episodes": episodes, "seed": seed}
+        given: dict[str, Any] = {k: v for k, v in asked.items() if v is not None}
+        settings = dataclasses.replace(settings, **given)
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        method.settings = settings
+        test_set = load_split(settings, "test", data_root)
+        store = DetectionStore(test_set, dev)
+        method.check(store, "test")
+        t0 = time.perf_counter()
+        tested = test_result(method, store, settings, quiet)
+        result = build_detection_result(
+            settings,
+            tested,
+            dev=dev,
+            iterations=int(run_checkpoint(run_dir)["iteration"]),
+            timings={"eval_seconds": round(time.perf_counter() - t0, 2)},
+            data={"test": describe(test_set, "test")},
+        )
+        result["evaluated_run"] = str(run_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        lock = lock or run_lock.acquire(out)
+        (out / RESULT).unlink(missing_ok=True)
+        write_run_files(out, result, tested["res"].per_episode, curve=False)
+        return result
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def is_detection_run(run_dir: Path) -> bool:
-    """Whether RUN_DIR holds a detection run (its checkpoint's method is a detector)."""
+    """Whether RUN_DIR holds a detection run (its result's or checkpoint's method is a detector)."""
     from fsbench.results import RESULT, read_json
 
     path = Path(run_dir) / RESULT
-    if path.is_file():
-        try:
-            return read_json(path).get("method") in DETECTION_METHODS
-        except ValueError:
-            return False
-    ckpt = Path(run_dir) / CHECKPOINT
-    if ckpt.is_file():
-        try:
-            return (load_checkpoint(ckpt).get("settings") or {}).get("method") in DETECTION_METHODS
-        except Exception:
-            return False
+    try:
+        if path.is_file():
+            return read_json(path)["method"] in DETECTION_METHODS
+        if (Path(run_dir) / CHECKPOINT).is_file():
+            return recorded_settings(run_dir).method in DETECTION_METHODS
+    except Exception:  # unreadable or foreign: not ours, the caller says what is wrong
+        return False
     return False

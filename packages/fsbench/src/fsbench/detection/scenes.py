@@ -87,7 +87,7 @@ def split_class_names(split: str) -> list[str]:
 
 
 def _resized(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    return np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
 
 
 def _ink_crop(patch: np.ndarray) -> np.ndarray:
@@ -165,7 +165,7 @@ def draw_boxes(
 ) -> Image.Image:
     """An RGB picture of ``image`` (upscaled ``scale`` times) with each box and its name drawn."""
     rgb = Image.fromarray(image).convert("RGB")
-    rgb = rgb.resize((rgb.width * scale, rgb.height * scale), Image.NEAREST)
+    rgb = rgb.resize((rgb.width * scale, rgb.height * scale), Image.Resampling.NEAREST)
     draw = ImageDraw.Draw(rgb)
     colours = ((255, 64, 64), (64, 200, 64), (80, 140, 255), (255, 200, 0), (255, 0, 255))
     for j, (box, name) in enumerate(zip(boxes.tolist(), names, strict=True)):
@@ -207,11 +207,12 @@ def _write(spec: SceneSpec, folder: Path) -> None:
     try:
         for split in SPLITS:
             data = generate_split(spec, split)
+            pixels = np.asarray(data.pixels)  # generated scenes are held in memory, one size
             (tmp / split / "images").mkdir(parents=True)
             for i, rec in enumerate(data.records):
-                Image.fromarray(data.pixels[i]).save(tmp / split / rec.file, format="PNG")
+                Image.fromarray(pixels[i]).save(tmp / split / rec.file, format="PNG")
             write_coco(data, tmp / split / "annotations.json")
-            np.savez(tmp / split / "pixels.npz", pixels=data.pixels)
+            np.savez(tmp / split / "pixels.npz", pixels=pixels)
             if split == "train":
                 write_preview(data, tmp / "preview.png")
         (tmp / "spec.json").write_text(json.dumps(asdict(spec), indent=1, sort_keys=True) + "\n")

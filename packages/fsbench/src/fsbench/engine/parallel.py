@@ -10,11 +10,12 @@ is shut down before ``RunStopped`` leaves ``run_jobs``, so no worker outlives it
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fsbench.engine import stop
 from fsbench.engine.run import load_options, load_store, run_setting
@@ -95,13 +96,18 @@ def prepare_data(jobs: Sequence[CellJob]) -> None:
             )
 
 
-def run_jobs(jobs: Sequence[CellJob], workers: int = 1) -> Iterator[tuple[int, dict]]:
-    """Yield ``(index, result)`` as each job finishes: in this process, or in ``workers`` processes."""
+def run_jobs(
+    jobs: Sequence, workers: int = 1, runner: Callable[[Any], dict] = run_job
+) -> Iterator[tuple[int, dict]]:
+    """Yield ``(index, result)`` as each job finishes: in this process, or in ``workers`` processes.
+
+    ``runner`` runs one job (a module-level function, so that workers can unpickle it; the
+    detection table passes its own)."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     if workers == 1 or len(jobs) <= 1:
         for i, job in enumerate(jobs):
-            yield i, run_job(job)
+            yield i, runner(job)
         return
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(
@@ -113,7 +119,7 @@ def run_jobs(jobs: Sequence[CellJob], workers: int = 1) -> Iterator[tuple[int, d
     def worker_pids() -> list[int]:
         return [p.pid for p in list(getattr(pool, "_processes", {}).values()) if p.pid]
 
-    pending: dict[Future, int] = {pool.submit(run_job, job): i for i, job in enumerate(jobs)}
+    pending: dict[Future, int] = {pool.submit(runner, job): i for i, job in enumerate(jobs)}
     stopped: list[stop.RunStopped] = []
     try:
         with stop.forward_signals(worker_pids):
