@@ -17,6 +17,7 @@ _EXPORTS: dict[str, str] = {
     "train": "fsbench.api",
     "evaluate": "fsbench.api",
     "load_run": "fsbench.api",
+    "table": "fsbench.api",
     "RunResult": "fsbench.api",
     "Run": "fsbench.api",
     "Evaluation": "fsbench.api",
@@ -44,6 +45,7 @@ __all__ = [
     "train",
     "evaluate",
     "load_run",
+    "table",
     "RunResult",
     "Run",
     "Evaluation",
@@ -69,7 +71,7 @@ __all__ = [
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports lazily
     from typing import Any
 
-    from fsbench.api import Evaluation, Run, RunResult, evaluate, load_run, train
+    from fsbench.api import Evaluation, Run, RunResult, evaluate, load_run, table, train
     from fsbench.data.store import ArrayStore, Episode
     from fsbench.engine.device import set_deterministic
     from fsbench.errors import FsbenchError

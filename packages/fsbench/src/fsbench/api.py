@@ -55,14 +55,24 @@ from fsbench.methods.base import Method
 from fsbench.results import CHECKPOINT, METRICS, RESULT, read_json, read_metrics
 from fsbench.settings import DATA_SETTINGS, IDENTITY, SPECS, SettingError, complete
 
-__all__ = ["Evaluation", "Run", "RunResult", "evaluate", "load_run", "set_deterministic", "train"]
+__all__ = [
+    "Evaluation",
+    "Run",
+    "RunResult",
+    "evaluate",
+    "load_run",
+    "set_deterministic",
+    "table",
+    "train",
+]
 
 # the splits data given as objects may hold; train and test are needed
 SPLITS = ("train", "trainval", "val", "test")
 # the dataset whose preset gives the defaults of data given as objects (your own images')
 OBJECT_DATASET = "folder"
 
-Data = str | Mapping[str, ArrayStore]
+# a built-in dataset's name, or splits as objects: ArrayStores or map-style torch Datasets
+Data = str | Mapping[str, Any]
 
 
 @dataclass
@@ -155,14 +165,24 @@ def check_splits(data: Mapping[str, Any]) -> dict[str, ArrayStore]:
             '{"train": ArrayStore, "val": ArrayStore (optional), "test": ArrayStore}',
             "data",
         )
-    for split, store in data.items():
-        if not isinstance(store, ArrayStore):
-            raise SettingError(
-                f"{{data}}[{split!r}] is a {type(store).__name__}, not an ArrayStore "
-                "(fsbench.ArrayStore(images, labels) builds one from tensors)",
-                "data",
-            )
-    return dict(data)
+    return {split: as_store(split, value) for split, value in data.items()}
+
+
+def as_store(split: str, value: Any) -> ArrayStore:
+    """One split given as an object: an ArrayStore as it is, a map-style torch Dataset of
+    (example, label) items read once through its own transform (``ArrayStore.from_dataset``)."""
+    if isinstance(value, ArrayStore):
+        return value
+    if isinstance(value, torch.utils.data.Dataset) or (
+        hasattr(value, "__getitem__") and hasattr(value, "__len__")
+    ):
+        return ArrayStore.from_dataset(value)
+    raise SettingError(
+        f"{{data}}[{split!r}] is a {type(value).__name__}, neither an ArrayStore nor a "
+        "map-style Dataset of (example, label) items (fsbench.ArrayStore.from_tensors(x, y) "
+        "builds a store from tensors)",
+        "data",
+    )
 
 
 def object_loader(stores: Mapping[str, ArrayStore], label: str) -> tuple[Loader, Describer]:
@@ -221,7 +241,8 @@ def train(
     under the settings it was made with (keyword settings given here take precedence; the
     instance itself is not changed). ``data``: a built-in dataset name (its data options,
     e.g. ``path=``, as keywords; ``data_root`` where generated data is cached), or splits as
-    objects ``{"train": ArrayStore, "val": ArrayStore (optional), "test": ArrayStore}``, whose
+    objects ``{"train": ..., "val": ... (optional), "test": ...}``, each an ArrayStore or a
+    map-style torch Dataset of (example, label) items (read once, ``ArrayStore.from_dataset``), whose
     settings resolve over the "folder" preset (your own images'; without "val" no validation)
     and whose name in result.json is ``name``. ``settings``: any setting by keyword
     (``iterations=200, way=5``; ``fsbench list`` shows them). ``out``: the folder to write what
@@ -416,7 +437,7 @@ def subject_of(thing: Run | RunResult | Method | str | Path, device: str) -> Sub
 
 def evaluate(
     run_or_method: Run | RunResult | Method | str | Path,
-    data: Data | ArrayStore | None = None,
+    data: Data | ArrayStore | Any = None,
     *,
     episodes: int | None = None,
     way: int | None = None,
@@ -434,7 +455,8 @@ def evaluate(
 
     ``run_or_method``: a ``Run`` (``load_run``), a ``RunResult`` (``train``), a run folder, or a
     trained ``Method``. ``data``: None for the run's own test split; a built-in dataset name
-    (its data options as keywords); an ArrayStore of test classes, or ``{"test": ArrayStore}``.
+    (its data options as keywords); the test classes as an ArrayStore or a torch Dataset, or
+    ``{"test": ...}``.
     With the run's own way/shot/query/episodes/seed on its own data, this is the run's own
     result again, exactly. ``out``: write result.json there (as ``fsbench eval --out``); None
     writes nothing.
@@ -448,7 +470,7 @@ def evaluate(
         check_result_free(folder, overwrite)
     dev = resolve_device(device)
     precision = resolve_precision(settings["precision"], dev)
-    if isinstance(data, ArrayStore):
+    if data is not None and not isinstance(data, str | Mapping):  # the test split itself
         data = {"test": data}
     if isinstance(data, Mapping):
         if data_options:
@@ -533,10 +555,30 @@ def evaluate(
 
 def check_test_split(data: Mapping[str, Any]) -> dict[str, ArrayStore]:
     """Data given as objects to evaluate: a test ArrayStore (other splits are not read)."""
-    store = data.get("test")
-    if not isinstance(store, ArrayStore):
+    if "test" not in data:
         raise SettingError(
-            '{data} needs a "test" ArrayStore to evaluate on (or give the ArrayStore itself)',
+            '{data} needs a "test" split to evaluate on (an ArrayStore or a Dataset; or give '
+            "the test split itself)",
             "data",
         )
-    return {"test": store}
+    return {"test": as_store("test", data["test"])}
+
+
+def table(*runs: RunResult | Run | str | Path) -> str:
+    """The markdown table ``fsbench table`` prints, of runs returned by ``train``/``load_run``
+    or run folders (searched recursively): one row per setting, seeds averaged, published
+    numbers beside them, a user's method marked."""
+    from fsbench.tables import load_results, results_frame, to_markdown
+
+    results: list[dict] = []
+    for run in runs:
+        if isinstance(run, RunResult | Run):
+            results.append(run.result)
+        else:
+            found = load_results([Path(run)])
+            if not found:
+                raise SettingError(f"{{runs}}: no result.json under {run}", "runs")
+            results.extend(found)
+    if not results:
+        raise SettingError("{runs}: give at least one run", "runs")
+    return to_markdown(results_frame(results))
