@@ -23,6 +23,7 @@ from fsbench.engine.run import (
     _basic_description,
     _registry_loader,
     build_result,
+    check_split,
     load_options,
     load_store,
     load_tested,
@@ -98,9 +99,12 @@ def evaluate_run(
     quiet: bool = False,
     loader: Loader | None = None,
     describe: Describer | None = None,
+    test_options: dict | None = None,
 ) -> dict:
     """Evaluate the trained run in ``run_dir`` on new test settings; result.json into ``out``.
 
+    ``test_options`` replace data options of the test split only (Meta-Dataset's test source:
+    ``{"sources": "omniglot"}``); the result records them in its settings' data_options.
     ``out`` is locked while this runs (a second writer there is refused with one line).
     """
     run_dir, out = Path(run_dir), Path(out)
@@ -124,6 +128,7 @@ def evaluate_run(
             quiet=quiet,
             loader=loader,
             describe=describe,
+            test_options=test_options or {},
         )
     finally:
         if lock is not None:
@@ -148,6 +153,7 @@ def _evaluate(
     quiet: bool,
     loader: Loader | None,
     describe: Describer | None,
+    test_options: dict,
 ) -> dict:
     """evaluate_run once ``out``'s lock is held (or ``out`` does not exist yet)."""
     if (out / RESULT).exists() and not overwrite:
@@ -164,6 +170,8 @@ def _evaluate(
         )
     asked = {"way": way, "shot": shot, "query": query, "episodes": episodes, "seed": seed}
     new = {**settings, **{k: v for k, v in asked.items() if v is not None}}
+    if test_options:
+        new["data_options"] = {**settings["data_options"], **test_options}
     # train_* keep the training values: result.json then says exactly what was trained and tested
 
     dev = resolve_device(device)
@@ -179,7 +187,9 @@ def _evaluate(
     train_store = load_store(
         loader, name, train_split, data_root=data_root, device=dev, options=options
     )
-    test_store = load_store(loader, name, "test", data_root=data_root, device=dev, options=options)
+    test_store = load_store(
+        loader, name, "test", data_root=data_root, device=dev, options={**options, **test_options}
+    )
     torch.manual_seed(int(settings["seed"]))
     method = build_method(settings, train_store.example_shape, train_store.num_classes)
     method.to(dev)
@@ -187,7 +197,9 @@ def _evaluate(
     why = load_tested(method, run_dir, settings)
     check_transform(run_dir, load_checkpoint(Path(run_dir) / CHECKPOINT), test_store)
     episodic = method_name not in CLASSIFIER_METHODS
-    if episodic:
+    if episodic and settings["md_episodes"]:  # Meta-Dataset's episodes: the sampler checks
+        check_split(method, test_store, name, "test")
+    elif episodic:
         test_store.check_episode(new["way"], new["shot"], new["query"])
     res = test_episodes(
         method,
