@@ -88,7 +88,8 @@ LITE_DATA = {
 
 # LITE's MD-v2 run (cambridge-mlg/LITE README and src/run.py, "LITE and 224x224"): 10,000
 # training tasks of Meta-Dataset's episodes (way up to 50, support up to 500) at 224x224, H = 40,
-# Adam 1e-3, validation at task 5,000 on 200 tasks of each of the 7 validation sources, 600 test
+# Adam 1e-3, validation at task 5,000 on 200 tasks of each of the 7 validation sources (ours: at
+# 5,000 and 10,000, 1,400 episodes of the pooled sources, the better model tested), 600 test
 # tasks per test source. Deviations (README): ResNet-12 trained from scratch (LITE: a pre-trained
 # EfficientNet-B0, not available offline), one optimiser step per task (LITE: 16 tasks per step).
 LITE_MD = {
