@@ -7,6 +7,8 @@
 #   b) the speed figures (bench_maml at the MultiDigitMNIST preset's shape, 20-way and 84x84,
 #      fp32/TF32/bf16, every execution path beside its floor; ProtoNets; LITE's CUDA memory; how
 #      busy the GPU was, from nvidia-smi dmon), skipped when committed for the same code;
+#   b2) LITE's whole-run CUDA memory (bench_lite_run.py --device cuda, 224x224, 10 and 100 shots),
+#      skipped when measured for the same code;
 #   c) the Multi-digit MNIST table's cells, each resumed from benchmarks/results/gpu/<cell>/ until
 #      a deadline that leaves a minute to pack.
 # Everything lands in benchmarks/results/gpu/ of the machine's copy and is packed into
@@ -15,7 +17,7 @@
 #
 # Environment: GPU_RUN_MINUTES (8), GPU_RUN_DEVICE (cuda; cpu = a dry run of the logic here:
 # tiny shapes, nothing CUDA, results under OUT_DIR/work), GPU_RUN_SPEED (auto|force|skip),
-# GPU_RUN_TESTS (auto|force|skip), GPU_RUN_CELLS (cell names, space-separated; default all eight
+# GPU_RUN_TESTS (auto|force|skip), GPU_RUN_LITE_RUN (auto|force|skip), GPU_RUN_CELLS (cell names, space-separated; default all eight
 # in the table's order), GPU_RUN_CELL_ARGS (extra `fsbench run` flags; the dry run's tiny data).
 set -uo pipefail
 
@@ -170,6 +172,40 @@ else
     [ -n "$DMON_PID" ] && kill "$DMON_PID" 2> /dev/null
     # only a complete set is kept from being measured again
     [ "$SPEED_COMPLETE" = 1 ] && echo "$SPEED_KEY" > "$SPEED/code_key.txt"
+fi
+
+# ---- b2) LITE's whole-run memory (issue 24 item 5) ---------------------------------------------
+# bench_lite_run.py on CUDA: torch.cuda.max_memory_allocated of whole `fsbench run protonet`
+# processes (LITE H = 8, group norm) at 224x224, 10 and 100 shots; skipped when done for the code.
+LITE_RUN="$RESULTS/lite_run"
+LITE_RUN_KEY=$(code_key $FSB/methods/lite.py $FSB/methods/protonet.py $FSB/methods/base.py \
+    $FSB/engine/run.py $FSB/engine/trainer.py $FSB/data/store.py benchmarks/bench_lite_run.py)
+LITE_RUN_MODE=${GPU_RUN_LITE_RUN:-auto}
+if [ "$LITE_RUN_MODE" = skip ]; then
+    say "b2) LITE whole-run memory skipped (GPU_RUN_LITE_RUN=skip)"
+elif [ "$LITE_RUN_MODE" = auto ] && [ "$(cat "$LITE_RUN/code_key.txt" 2>/dev/null)" = "$LITE_RUN_KEY" ]; then
+    say "b2) LITE whole-run memory measured for this code ($LITE_RUN_KEY): not run again"
+else
+    mkdir -p "$LITE_RUN"
+    rm -f "$LITE_RUN"/*.json "$LITE_RUN"/code_key.txt
+    t=$(cap 150)
+    if [ "$t" -le 30 ]; then
+        say "b2) LITE whole-run memory: no time left"
+    else
+        if [ "$DRY" = 1 ]; then
+            LITE_ARGS=(--device cpu --size 64 --shots 2 4)
+        else
+            LITE_ARGS=(--device cuda --size 224 --shots 10 100)
+        fi
+        say "b2) LITE whole-run memory (timeout $t s): ${LITE_ARGS[*]}"
+        if (cd "$ROOT" && timeout -k 5 "$t" "$PY" benchmarks/bench_lite_run.py "${LITE_ARGS[@]}" \
+            --out "$LITE_RUN/bench_lite_run.json") > "$LITE_RUN/bench_lite_run.log" 2>&1; then
+            echo "$LITE_RUN_KEY" > "$LITE_RUN/code_key.txt"
+        else
+            say "   bench_lite_run stopped: exit $? (see lite_run/bench_lite_run.log)"
+        fi
+        tail -n 3 "$LITE_RUN/bench_lite_run.log"
+    fi
 fi
 
 # ---- c) the table's cells ------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The short table that benchmarks/gpu_run.sh prints at its end, from what it wrote in OUT_DIR.
 
 Reads OUT_DIR/tests.txt (pytest's output), the speed JSONs in OUT_DIR/speed/ (bench_maml*,
-bench_protonet, bench_lite) with the `nvidia-smi dmon` log beside them, and the table's cells
+bench_protonet, bench_lite) and OUT_DIR/lite_run/ (bench_lite_run, step b2) with the `nvidia-smi dmon` log beside them, and the table's cells
 (metrics.jsonl, result.json); adds to each bench_maml row how busy the GPU was in its window
 (dmon's sm column: the share of time a kernel ran), and writes OUT_DIR/summary.md.
 
@@ -89,13 +89,25 @@ def other_rows(speed: Path) -> list[str]:
                 f"LITE {r['device']} {r['support_images']} support images: full/LITE memory "
                 f"{r['memory']}x, time {r['time']}x"
             )
+    run = speed.parent / "lite_run" / "bench_lite_run.json"  # step b2: a whole run's memory
+    if run.is_file():
+        report = json.loads(run.read_text())
+        measure, rows = report["measure"], report["rows"]["ours"]
+        points = ", ".join(f"{r[measure]:,} MiB at {r['shot']} shots" for r in rows)
+        ratio = rows[-1][measure] / rows[0][measure]
+        lines.append(
+            f"LITE whole run {report['device']} {report['size']}px ({measure}): {points} "
+            f"({ratio:.2f}x)"
+        )
     return lines
 
 
 def cell_rows(cells: Path) -> list[str]:
     """Each table cell: the iteration reached (metrics.jsonl) and its accuracy once finished."""
     lines = []
-    for cell in sorted(p for p in cells.glob("*") if p.is_dir() and p.name != "speed"):
+    for cell in sorted(
+        p for p in cells.glob("*") if p.is_dir() and p.name not in ("speed", "lite_run")
+    ):
         reached = 0
         metrics = cell / "metrics.jsonl"
         if metrics.is_file():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fsbench.published import SOURCES
 
@@ -15,6 +15,8 @@ class Cell:
     """One cell of a source table: a run setting and where it sits in the table.
 
     ``tag`` tells apart cells of one method that differ in other settings (its folder name).
+    ``test_data`` are data options only the test split reads (Meta-Dataset's test source): such a
+    cell is an evaluation of the table's training of the same settings, never a training.
     """
 
     method: str
@@ -23,6 +25,7 @@ class Cell:
     column: str
     overrides: dict = field(default_factory=dict)
     tag: str = ""
+    test_data: dict = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -46,6 +49,11 @@ class TableSpec:
     rows_are: str = "dataset"  # what the rows of the source layout name
     quick_by_method: dict = field(default_factory=dict)  # --quick values of one method only
     quick_by_dataset: dict = field(default_factory=dict)  # --quick data options of one dataset
+    quick_cells: tuple[Cell, ...] = ()  # --quick runs these instead (e.g. our data, not records)
+
+    def for_run(self, quick: bool) -> TableSpec:
+        """The table as --quick (or the full run) fills it: its quick cells when it has them."""
+        return replace(self, cells=self.quick_cells) if quick and self.quick_cells else self
 
 
 def _ws(way: int, shot: int) -> dict:
@@ -76,6 +84,49 @@ LITE_DATA = {
     "eval_every": 0,
     "select": "last",
     "data_options": {"image_size": 224, "num_image_per_class": 110},
+}
+
+# LITE's MD-v2 run (cambridge-mlg/LITE README and src/run.py, "LITE and 224x224"): 10,000
+# training tasks of Meta-Dataset's episodes (way up to 50, support up to 500) at 224x224, H = 40,
+# Adam 1e-3, validation at task 5,000 on 200 tasks of each of the 7 validation sources (ours: at
+# 5,000 and 10,000, 1,400 episodes of the pooled sources, the better model tested), 600 test
+# tasks per test source. Deviations (README): ResNet-12 trained from scratch (LITE: a pre-trained
+# EfficientNet-B0, not available offline), one optimiser step per task (LITE: 16 tasks per step).
+LITE_MD = {
+    "md_episodes": True,
+    "lite_h": 40,
+    "backbone": "resnet12",
+    "iterations": 10000,
+    "eval_every": 5000,
+    "eval_episodes": 1400,
+    "episodes": 600,
+    "data_options": {"image_size": 224},
+}
+# LITE's (MD-v2's) test sources, as its run.py lists them, with the names of its tables.
+LITE_MD_TEST = (
+    ("omniglot", "Omniglot"),
+    ("aircraft", "Aircraft"),
+    ("cu_birds", "Birds"),
+    ("dtd", "DTD"),
+    ("quickdraw", "QuickDraw"),
+    ("fungi", "Fungi"),
+    ("traffic_sign", "Traffic Signs"),
+    ("mscoco", "MSCOCO"),
+)
+LITE_MD_COLUMN = "Simple CNAPs + LITE, 224x224, H = 40"
+# --quick: the same pipeline on TripleMNIST (our data), 28x28 so that it learns in minutes on CPU.
+LITE_MD_QUICK = {
+    "md_episodes": True,
+    "md_max_way": 10,
+    "md_max_support": 50,
+    "md_query": 5,
+    "lite_h": 8,
+    "hidden": 16,
+    "iterations": 300,
+    "eval_every": 0,
+    "select": "last",
+    "episodes": 300,
+    "data_options": {"num_image_per_class": 40, "resize": 28},
 }
 
 TABLES: dict[str, TableSpec] = {
@@ -237,6 +288,50 @@ TABLES: dict[str, TableSpec] = {
         rows_are="method",
         quick_by_method={"magnet": {"refresh_every": 25}},
         quick_by_dataset={"mnist-super": {"num_image_per_class": 100, "resize": 32}},
+    ),
+    "lite-md": TableSpec(
+        "lite-md",
+        f"{SOURCES['lite']}: Simple CNAPs + LITE on Meta-Dataset (MD-v2), accuracy per test "
+        "source, from the converted records (--dataset-dir RECORDS)",
+        (
+            Cell(
+                "simple_cnaps",
+                "metadataset",
+                "all test sources (one source per episode)",
+                LITE_MD_COLUMN,
+                LITE_MD,
+            ),
+            *(
+                Cell(
+                    "simple_cnaps",
+                    "metadataset",
+                    label,
+                    LITE_MD_COLUMN,
+                    LITE_MD,
+                    f"-{source}",
+                    {"sources": source},
+                )
+                for source, label in LITE_MD_TEST
+            ),
+        ),
+        seeds=(0,),
+        quick_seeds=(0,),
+        quick_overrides={},
+        quick_note="quick: our data, not Meta-Dataset: TripleMNIST (40 images per class resized "
+        "to 28x28) in Meta-Dataset's variable-way episodes (way 5..10, support budget 50, 5 "
+        "queries per class), Conv-4 of 16 filters, LITE H = 8, 300 training tasks, no "
+        "validation, 300 test episodes (full: the records at 224x224, ResNet-12, H = 40, "
+        "10,000 tasks, 600 test episodes per source; a GPU's work)",
+        rows_are="test source",
+        quick_cells=(
+            Cell(
+                "simple_cnaps",
+                "triplemnist",
+                "TripleMNIST, MD-style episodes (test classes)",
+                "Simple CNAPs + LITE, 28x28, H = 8",
+                LITE_MD_QUICK,
+            ),
+        ),
     ),
     "mnist1d": TableSpec(
         "mnist1d",

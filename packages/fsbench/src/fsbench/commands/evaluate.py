@@ -20,6 +20,11 @@ from fsbench.errors import FsbenchError
 @setting_option("episodes", "test episodes (default: the run's)")
 @setting_option("seed", "seed of the test episodes (default: the run's)")
 @click.option(
+    "--md-sources",
+    help="metadataset runs: test on these sources' test splits only (comma separated, e.g. "
+    "omniglot: one row of Meta-Dataset's per-source table)",
+)
+@click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     help="output directory (default RUN_DIR/eval-WwSs)",
@@ -41,7 +46,11 @@ def eval_(run_dir: Path, **opts) -> None:
     settings, _ = trained_settings(run_dir)
     way = opts["way"] or settings["way"]
     shot = opts["shot"] or settings["shot"]
-    out = opts["out"] or run_dir / f"eval-{way}w{shot}s"
+    sources = opts["md_sources"]
+    if sources is not None and settings["dataset"] != "metadataset":
+        raise FsbenchError(f"--md-sources applies to metadataset runs, not {settings['dataset']}")
+    default = f"eval-md-{sources.replace(',', '+')}" if sources else f"eval-{way}w{shot}s"
+    out = opts["out"] or run_dir / default
     result = evaluate_run(
         run_dir,
         out,
@@ -54,6 +63,7 @@ def eval_(run_dir: Path, **opts) -> None:
         device=opts["device"],
         overwrite=opts["overwrite"],
         quiet=opts["quiet"],
+        test_options={"sources": sources} if sources else None,
     )
     click.echo(result_line(settings["dataset"], result, out))
 

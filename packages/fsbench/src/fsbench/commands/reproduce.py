@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from fsbench.catalog import USER_DATASETS
 from fsbench.commands.common import configure_logging, fmt_pct
 from fsbench.commands.options import (
     data_root_option,
@@ -63,12 +64,19 @@ def what_ran(results: list[dict]) -> list[str]:
 @setting_option("precision")
 @click.option("--seeds", help="comma-separated seeds (default: the table's)")
 @data_root_option()
+@click.option(
+    "--dataset-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="your copy of the table's data, for every cell that reads it (lite-md: Meta-Dataset's "
+    "converted records, one folder per source)",
+)
 @setting_option("threads", "torch CPU threads for every cell (default: the preset's)")
 @click.option(
     "--overwrite", is_flag=True, help="re-run cells that already have a result or a checkpoint"
 )
 @click.option("--quiet", is_flag=True, help="no progress bars")
 @setting_option("iterations", "training iterations of every cell (e.g. a smoke run)")
+@setting_option("episodes", "test episodes of every cell (e.g. a smoke run)")
 @click.option(
     "--jobs",
     type=POS,
@@ -93,10 +101,12 @@ def reproduce(
     precision: str | None,
     seeds: str | None,
     data_root,
+    dataset_dir: Path | None,
     threads: int | None,
     overwrite: bool,
     quiet: bool,
     iterations: int | None,
+    episodes: int | None,
     jobs: int,
     time_limit: float | None,
     with_: tuple[str, ...] = (),
@@ -120,9 +130,14 @@ def reproduce(
             quick, out, {**given, "seeds": seeds, "precision": precision}
         )
     configure_logging(quiet)
-    spec = TABLES[table]
+    spec = TABLES[table].for_run(quick)
     if with_:
         spec = with_user_methods(spec, [m.lower() for m in with_])
+    if dataset_dir is not None and not any(c.dataset in USER_DATASETS for c in spec.cells):
+        raise FsbenchError(
+            f"--dataset-dir: no cell of {table}{' --quick' if quick else ''} reads your data "
+            "(its datasets are generated)"
+        )
     out = out or Path("reproduce") / (table + ("-quick" if quick else ""))
     seed_list = _parse_seeds(seeds) or (spec.quick_seeds if quick else spec.seeds)
     t0 = time.perf_counter()
@@ -131,10 +146,16 @@ def reproduce(
         out,
         quick=quick,
         seeds=seed_list,
-        overrides={"threads": threads, "iterations": iterations, "precision": precision},
+        overrides={
+            "threads": threads,
+            "iterations": iterations,
+            "episodes": episodes,
+            "precision": precision,
+        },
         overwrite=overwrite,
         jobs=jobs,
         progress=not quiet,
+        dataset_dir=dataset_dir,
     )
     cells = run_plan(
         plan,
@@ -148,10 +169,9 @@ def reproduce(
     )
     with stop_on_signals():
         for item in cells:
-            if item.action == "keep":
-                continue
             res = item.result
-            assert res is not None  # every cell not kept has run by now
+            if item.action == "keep" or res is None:
+                continue
             how = {"eval": f"evaluated from {item.trained_in}", "resume": "resumed"}.get(
                 item.action, "trained"
             )

@@ -25,6 +25,7 @@ from fsbench.engine.run import (
     _basic_description,
     _registry_loader,
     build_result,
+    check_split,
     load_options,
     load_store,
     load_tested,
@@ -156,7 +157,9 @@ def score_method(
     """Test a trained ``method`` on the episodes of ``new`` (eval_settings) drawn from
     ``test_store``: its result.json dict and the scores. Call inside ``run_scope``."""
     episodic = new["method"] not in CLASSIFIER_METHODS
-    if episodic:
+    if episodic and new["md_episodes"]:  # Meta-Dataset's episodes: the sampler checks the split
+        check_split(method, test_store, new["dataset"], "test")
+    elif episodic:
         test_store.check_episode(new["way"], new["shot"], new["query"])
     res = test_episodes(
         method,
@@ -213,9 +216,12 @@ def evaluate_run(
     quiet: bool = False,
     loader: Loader | None = None,
     describe: Describer | None = None,
+    test_options: dict | None = None,
 ) -> dict:
     """Evaluate the trained run in ``run_dir`` on new test settings; result.json into ``out``.
 
+    ``test_options`` replace data options of the test split only (Meta-Dataset's test source:
+    ``{"sources": "omniglot"}``); the result records them in its settings' data_options.
     ``out`` is locked while this runs (a second writer there is refused with one line).
     """
     run_dir, out = Path(run_dir), Path(out)
@@ -239,6 +245,7 @@ def evaluate_run(
             quiet=quiet,
             loader=loader,
             describe=describe,
+            test_options=test_options or {},
         )
     finally:
         if lock is not None:
@@ -263,11 +270,14 @@ def _evaluate(
     quiet: bool,
     loader: Loader | None,
     describe: Describer | None,
+    test_options: dict,
 ) -> dict:
     """evaluate_run once ``out``'s lock is held (or ``out`` does not exist yet)."""
     check_result_free(out, overwrite)
     check_request(settings, way, shot, query)
     new = eval_settings(settings, way=way, shot=shot, query=query, episodes=episodes, seed=seed)
+    if test_options:  # the test split's own data options (Meta-Dataset: one test source)
+        new["data_options"] = {**settings["data_options"], **test_options}
     dev = resolve_device(device)
     precision = resolve_precision(settings["precision"], dev)
     if loader is None:
@@ -282,7 +292,12 @@ def _evaluate(
             loader, name, train_split, data_root=data_root, device=dev, options=options
         )
         test_store = load_store(
-            loader, name, "test", data_root=data_root, device=dev, options=options
+            loader,
+            name,
+            "test",
+            data_root=data_root,
+            device=dev,
+            options={**options, **test_options},
         )
         torch.manual_seed(int(settings["seed"]))
         method = build_method(settings, train_store.example_shape, train_store.num_classes)

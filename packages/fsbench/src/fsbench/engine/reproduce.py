@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from fsbench.catalog import BUILTIN_METHODS, CLASSIFIER_METHODS, IMAGE_DATASETS
+from fsbench.catalog import BUILTIN_METHODS, CLASSIFIER_METHODS, IMAGE_DATASETS, USER_DATASETS
 from fsbench.engine import run_lock
 from fsbench.engine.evaluate import evaluate_run
 from fsbench.engine.parallel import CellJob, prepare_data, run_jobs
@@ -66,20 +66,28 @@ def cell_settings(
     overrides: dict,
     jobs: int,
     progress: bool = False,
+    dataset_dir: str | Path | None = None,
 ) -> dict:
-    """The settings of one cell: the preset, --quick, the cell's own values, then the flags."""
+    """The settings of one cell: the preset, --quick, the cell's own values, then the flags.
+
+    Data options merge layer by layer; ``dataset_dir`` is the folder of every cell that reads the
+    user's data (Meta-Dataset's records, an image folder), recorded as ``run --dataset-dir`` is.
+    """
     given: dict = {}
+    data: dict = {}
     if quick:
         given.update({k: v for k, v in spec.quick_overrides.items() if k != "data_options"})
         given.update(spec.quick_by_method.get(cell.method, {}))
-        given["data_options"] = {
-            **spec.quick_overrides.get("data_options", {}),
-            **spec.quick_by_dataset.get(cell.dataset, {}),
-        }
+        data.update(spec.quick_overrides.get("data_options", {}))
+        data.update(spec.quick_by_dataset.get(cell.dataset, {}))
     given.update(cell.overrides)
+    data.update(given.pop("data_options", None) or {})
     given.update({k: v for k, v in overrides.items() if v is not None})
     if cell.method not in BUILTIN_METHODS:  # a user's row: the --quick values it can take
         given = {k: v for k, v in given.items() if _applies(k, cell.method)}
+    if dataset_dir is not None and cell.dataset in USER_DATASETS:
+        data["path"] = str(dataset_dir)
+    given["data_options"] = data
     if cell.method == "pretrain":
         given.pop("iterations", None)  # pre-training counts epochs (--iterations is for the rest)
     given["seed"] = seed
@@ -186,8 +194,13 @@ def plan_table(
     overwrite: bool = False,
     jobs: int = 1,
     progress: bool = False,
+    dataset_dir: str | Path | None = None,
 ) -> list[PlannedCell]:
-    """Every cell x seed with its action; refuses (FsbenchError) before anything runs."""
+    """Every cell x seed with its action; refuses (FsbenchError) before anything runs.
+
+    A cell with ``test_data`` (one Meta-Dataset test source) is an evaluation of the training
+    of its settings (the table's cell without ``test_data``), with those data options.
+    """
     seeds = seeds or (spec.quick_seeds if quick else spec.seeds)
     if jobs > 1:
         from fsbench.methods.registry import find_user_method
@@ -209,12 +222,24 @@ def plan_table(
                 source = _pretraining(spec, cell, out, seed)
                 cell = replace(cell, overrides={**cell.overrides, "pretrained": str(source)})
                 needs = source
-            settings = cell_settings(spec, cell, seed, quick, overrides or {}, jobs, progress)
+            settings = cell_settings(
+                spec, cell, seed, quick, overrides or {}, jobs, progress, dataset_dir
+            )
+            if cell.dataset in USER_DATASETS and not settings["data_options"].get("path"):
+                raise FsbenchError(
+                    f"{spec.name}: {cell.dataset} is your data; give its folder with "
+                    "--dataset-dir DIR"
+                )
+            key = training_key(settings)
+            if cell.test_data:
+                if key not in trainers:
+                    raise ValueError(f"{cell.name}: no cell of {spec.name} trains its settings")
+                data = {**settings["data_options"], **cell.test_data}
+                settings = {**settings, "data_options": data}
             folder = Path(out) / cell.name / f"seed{seed}"
             item = PlannedCell(cell, seed, settings, folder, "train", needs=needs)
             item.action, item.result = _existing(folder, settings, overwrite, item.label)
-            key = training_key(settings)
-            if item.action != "keep" and key in trainers:
+            if item.action != "keep" and (key in trainers or cell.test_data):
                 item.action, item.trained_in = "eval", trainers[key].out
             trainers.setdefault(key, item)
             plan.append(item)
@@ -298,7 +323,7 @@ def _run_plan(
         waiting_for -= done
         pending = [p for p in pending if p.out not in done]
     for item in plan:
-        if item.action != "eval":
+        if item.action != "eval" or item.trained_in is None:
             continue
         halt = request.before_start()
         if halt is not None:
@@ -316,5 +341,6 @@ def _run_plan(
             device=device,
             overwrite=True,
             quiet=quiet,
+            test_options=item.cell.test_data,
         )
         yield item
