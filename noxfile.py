@@ -19,6 +19,8 @@ PACKAGES = ["mnist1d", "mdmnist", "fsbench"]
 DISTRIBUTIONS = {"mnist1d": "mnist1d-fast", "mdmnist": "mdmnist", "fsbench": "fsbench"}
 # The torch build to install where one is needed; override with FSBENCH_TORCH_SPEC.
 TORCH_SPEC = os.environ.get("FSBENCH_TORCH_SPEC", "torch==2.14.1 torchvision==0.29.1").split()
+# The type checker of `nox -s lint`, pinned: a newer mypy may find new things to say.
+MYPY = "mypy==2.4.1"
 # The reference package that mnist1d must reproduce number for number.
 MNIST1D_REFERENCE = "mnist1d==0.0.2.post1"
 ORACLE = ROOT / "tests" / "mnist1d" / "oracle" / "reference.npz"
@@ -59,10 +61,14 @@ def tests(session: nox.Session, package: str) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff check and ruff format --check over the whole tree."""
+    """ruff check and ruff format --check over the whole tree, and mypy over fsbench (its
+    type hints are part of its Python API; the settings are in packages/fsbench/pyproject.toml)."""
     session.install("ruff")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    _install_package(session, "fsbench", extras="")
+    session.install(MYPY)
+    session.run("mypy", "--config-file", "packages/fsbench/pyproject.toml")
 
 
 @nox.session

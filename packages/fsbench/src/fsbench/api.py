@@ -232,6 +232,8 @@ def train(
     quiet: bool = True,
     time_limit: float | None = None,
     name: str | None = None,
+    dataset_dir: str | Path | None = None,
+    download: bool = False,
     **settings: Any,
 ) -> RunResult:
     """Train ``method`` on ``data`` under the preset's protocol, then test it; the numbers.
@@ -239,8 +241,10 @@ def train(
     ``method``: a name ("protonet", "maml", ...) or a Method instance (``ProtoNet(backbone)``, a
     subclass), rebuilt for the data with ``for_data`` so the dataset's preset gives the defaults
     under the settings it was made with (keyword settings given here take precedence; the
-    instance itself is not changed). ``data``: a built-in dataset name (its data options,
-    e.g. ``path=``, as keywords; ``data_root`` where generated data is cached), or splits as
+    instance itself is not changed). ``data``: a built-in dataset name (``dataset_dir`` its
+    folder, as ``fsbench run --dataset-dir``: your own images, an mdmnist folder, Meta-Dataset's
+    records; ``download`` where the dataset can be downloaded; other data options as keywords;
+    ``data_root`` where generated data is cached), or splits as
     objects ``{"train": ..., "val": ... (optional), "test": ...}``, each an ArrayStore or a
     map-style torch Dataset of (example, label) items (read once, ``ArrayStore.from_dataset``), whose
     settings resolve over the "folder" preset (your own images'; without "val" no validation)
@@ -253,6 +257,7 @@ def train(
     loader: Loader | None = None
     describe: Describer | None = None
     if isinstance(data, str):
+        from fsbench.data.location import location_options, user_data_validation
         from fsbench.data.registry import OPTIONS, resolve_dataset
         from fsbench.settings import data_options_for
 
@@ -261,13 +266,22 @@ def train(
                 "{name} names data given as objects; a built-in dataset has its own", "name"
             )
         dataset = resolve_dataset(data)
-        options = data_options_for(dataset, data_values)
+        options = location_options(dataset, dataset_dir, download)
+        options.update(data_options_for(dataset, data_values))
+        user_data_validation(dataset, options, values)  # your own folder without a val split
         if "progress" in OPTIONS[dataset]:  # as fsbench run: loading progress unless quiet
             options.setdefault("progress", not quiet)
         if options:
             values["data_options"] = options
     elif isinstance(data, Mapping):
         stores = check_splits(data)
+        if dataset_dir is not None or download:
+            raise SettingError(
+                "{dataset_dir}/{download} locate a built-in dataset's files; data given as "
+                "objects has them already",
+                "dataset_dir",
+                "download",
+            )
         if data_values:
             key = next(iter(data_values))
             raise SettingError(

@@ -530,7 +530,7 @@ def _specs() -> dict[str, tuple[Any, Spec, Any]]:
     out = {}
     for f in dataclasses.fields(Settings):
         factory = f.default_factory
-        default = f.default if f.default is not dataclasses.MISSING else factory()  # type: ignore[misc,operator]
+        default = f.default if f.default is not dataclasses.MISSING else factory()  # type: ignore[operator]
         out[f.name] = (hints[f.name], f.metadata["spec"], default)
     return out
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
 import click
 
-from fsbench.catalog import MAML_METHODS, MDMNIST_BASED
+from fsbench.catalog import MAML_METHODS
 from fsbench.commands.common import configure_logging, dataset_name, result_line
 from fsbench.commands.options import run_options, split_run_options
 from fsbench.errors import FsbenchError
@@ -45,10 +44,12 @@ def run(method: str, dataset: str, nproc: int | None, **opts) -> int:
     if method.lower() in DETECTION_METHODS:
         from fsbench.commands.detection import run_detection_cli
 
-        return run_detection_cli(method.lower(), dataset, {**opts, "nproc": nproc}) or 0
+        run_detection_cli(method.lower(), dataset, {**opts, "nproc": nproc})
+        return 0
     if nproc is not None and nproc > 1:
         check_meta_batch(method.lower(), dataset, opts["meta_batch"], nproc)
-        return launch_torchrun(nproc, click.get_current_context().find_root().command.argv)
+        root = click.get_current_context().find_root().command  # FsbenchGroup keeps the argv
+        return launch_torchrun(nproc, list(getattr(root, "argv", sys.argv[1:])))
     run_command(method.lower(), dataset, opts)
     return 0
 
@@ -101,62 +102,9 @@ def launch_torchrun(nproc: int, argv: list[str]) -> int:
     return subprocess.call(cmd)
 
 
-def location_options(name: str, dataset_dir: Path | None, download: bool) -> dict:
-    """Data-layer options for --dataset-dir and --download; the source format is detected."""
-    from fsbench.data.registry import OPTIONS
-
-    options: dict = {}
-    if download:
-        if "download" not in OPTIONS[name]:
-            raise FsbenchError(f"--download applies to omniglot and fc100, not {name}")
-        options["download"] = True
-    if dataset_dir is None:
-        return options
-    if name == "omniglot":
-        options["omniglot_dir"] = str(dataset_dir)
-    elif name in MDMNIST_BASED:
-        if (dataset_dir / "train.h5").is_file():
-            options.update(path=str(dataset_dir), source="hdf5")
-        elif (dataset_dir / "train").is_dir():
-            options.update(path=str(dataset_dir), source="png")
-        else:
-            raise FsbenchError(
-                f"--dataset-dir {dataset_dir} holds neither train.h5 (mdmnist HDF5) nor a "
-                "train/ PNG tree"
-            )
-    elif "path" in OPTIONS[name]:
-        options["path"] = str(dataset_dir)
-    else:
-        raise FsbenchError(f"--dataset-dir does not apply to {name} (it is generated)")
-    return options
-
-
-def user_data_validation(name: str, data_options: dict, overrides: dict) -> None:
-    """Your own data (an image folder or a TFDS folder) without a val split trains without
-    validation, and the last model is tested, unless --eval-every/--select say otherwise."""
-    if name == "folder":
-        from fsbench.data.folder import LAYOUT_HELP, has_validation
-
-        path = data_options.get("path")
-        if path is None:
-            raise FsbenchError(f"the folder dataset needs --dataset-dir DIR ({LAYOUT_HELP})")
-        ratios, seed = data_options.get("split_ratios"), data_options.get("split_seed", 0)
-        present = has_validation(Path(path), ratios, seed)
-    else:
-        from fsbench.data.tfds_source import dataset_folder, has_validation
-
-        path = dataset_folder(data_options.get("path"))
-        present = has_validation(path)
-    if present or overrides.get("eval_every") is not None or overrides.get("select") is not None:
-        return
-    logging.getLogger("fsbench").info(
-        "%s has no val split: no validation, the last model is tested", path
-    )
-    overrides["eval_every"], overrides["select"] = 0, "last"
-
-
 def run_command(method: str, dataset: str, opts: dict) -> None:
     """``run`` and ``pretrain``: resolve the settings, train, evaluate, print one line."""
+    from fsbench.data.location import location_options, user_data_validation
     from fsbench.data.registry import OPTIONS
     from fsbench.engine import distributed, run_setting
     from fsbench.engine.stop import process_start, stop_on_signals
@@ -167,8 +115,7 @@ def run_command(method: str, dataset: str, opts: dict) -> None:
     name = dataset_name(dataset)
     data_options = location_options(name, ex["dataset_dir"], ex["download"])
     data_options.update(data_options_for(name, data_values))
-    if name in ("folder", "tfds"):  # metadataset has its own val sources
-        user_data_validation(name, data_options, overrides)
+    user_data_validation(name, data_options, overrides)
     if data_options:
         overrides["data_options"] = data_options
     settings = resolve_settings(method, name, overrides)

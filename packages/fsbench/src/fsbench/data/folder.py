@@ -143,7 +143,7 @@ def parse_ratios(value: object) -> tuple[float, float, float]:
             f"--split-ratios must be three fractions TRAIN,VAL,TEST of the classes, >= 0 with "
             f"TRAIN and TEST > 0, summing to 1 (e.g. 0.64,0.16,0.2), got {value!r}"
         )
-    return ratios  # type: ignore[return-value]
+    return ratios
 
 
 def split_by_ratios(
