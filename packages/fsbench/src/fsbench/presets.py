@@ -8,7 +8,6 @@ What a setting is and its default: fsbench.settings; applying a preset: fsbench.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from fsbench.catalog import (
     BUILTIN_METHODS,
@@ -156,7 +155,7 @@ def _simple_cnaps(dataset: str) -> Preset:
 
 def _protonet(dataset: str) -> Preset:
     omniglot = dataset == "omniglot"
-    settings: dict[str, Any] = {
+    settings: dict = {
         "way": 5,
         "shot": 1,
         "query": 15,
@@ -317,12 +316,7 @@ def _classifier(method: str, dataset: str) -> Preset:
     )
 
 
-RESNET12 = {
-    "backbone": "resnet12",
-    "widths": [64, 128, 256, 512],
-    "norm": "batch",
-    "norm_affine": "none",
-}
+RESNET12 = dict(backbone="resnet12", widths=[64, 128, 256, 512], norm="batch", norm_affine="none")
 MTL_VERSIONS_NOTE = (
     "The official code exists in two versions that differ in nearly every setting; the "
     "author points to the TensorFlow one for the paper. Backbone (ResNet-12 64-128-256-512, "
@@ -421,6 +415,9 @@ def _mtl(dataset: str) -> Preset:
     )
 
 
+BY_METHOD = dict(protonet=_protonet, simple_cnaps=_simple_cnaps, pretrain=_pretrain, mtl=_mtl)
+
+
 def preset_for(method: str, dataset: str) -> Preset:
     """The preset of a canonical (method, dataset) pair; FsbenchError when they do not go together."""
     check_pair(method, dataset)
@@ -432,14 +429,8 @@ def preset_for(method: str, dataset: str) -> Preset:
         return _classifier(method, dataset)
     if method in MODES_METHODS:
         return _modes(method, dataset)
-    if method == "protonet":
-        return _protonet(dataset)
-    if method == "simple_cnaps":
-        return _simple_cnaps(dataset)
-    if method == "pretrain":
-        return _pretrain(dataset)
-    if method == "mtl":
-        return _mtl(dataset)
+    if method in BY_METHOD:
+        return BY_METHOD[method](dataset)
     if dataset == "omniglot":
         return _maml_omniglot(method)
     if dataset in USER_DATASETS:
