@@ -258,3 +258,33 @@ def test_reproduce_with_adds_a_marked_row_under_the_tables_protocol(
     assert_one_line_error(unknown, "unknown method 'nothing-here'")
     jobs = CliRunner().invoke(main, [*args, "--with", centroid, "--jobs", "2", "--overwrite"])
     assert_one_line_error(jobs, "registered by a call", "entry point")
+
+
+class LossOnly(NearestCentroid):
+    """A user method whose metrics hold its loss alone (no training accuracy)."""
+
+    def train_loss(self, batch):
+        loss, _ = super().train_loss(batch)
+        return loss, {"loss": loss.detach()}
+
+
+def test_a_method_that_logs_only_its_loss_trains(monkeypatch):
+    import fsbench
+    from fsbench.data.store import ArrayStore
+    from fsbench.engine import trainer
+
+    monkeypatch.setattr(trainer, "show_progress", lambda quiet: True)  # the progress bar too
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(96, 1, 4, 4, generator=g), torch.arange(96) % 12
+    splits = {
+        "train": ArrayStore.from_tensors(x[y < 6], y[y < 6]),
+        "test": ArrayStore.from_tensors(x[y >= 6], y[y >= 6] - 6),
+    }
+    register_method("lossonly", LossOnly, description="loss-only metrics")
+    try:
+        res = fsbench.train("lossonly", splits, iterations=3, episodes=2, query=3, train_query=3)
+    finally:
+        unregister_method("lossonly")
+    rows = [h for h in res.history if "loss" in h]
+    assert [h["iteration"] for h in rows] == [1, 2, 3] and "accuracy" not in rows[0]
+    assert res.episodes == 2

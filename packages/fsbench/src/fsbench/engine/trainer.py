@@ -278,7 +278,8 @@ class Progress:
         now = time.perf_counter()
         if metrics is not None:
             self.postfix = metrics
-            self.bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['accuracy']:.3f}")
+            shown = {"loss": "loss", "acc": "accuracy"}  # a user's method may log only its loss
+            self.bar.set_postfix({k: f"{metrics[m]:.3f}" for k, m in shown.items() if m in metrics})
         self.bar.update(1)
         if self.t_first is None:
             self.t_first = now

@@ -110,8 +110,8 @@ class Method:
       any object ``train_loss`` takes. Default: an ``Episode`` of ``rank_tasks`` tasks of
       train_way classes, train_shot support and train_query queries each.
     - ``train_loss(batch)``: a 0-d loss tensor to back-propagate and a dict of 0-d metric
-      tensors, which must hold "loss" and "accuracy" (the training batch's; shown in progress
-      and metrics.jsonl) and may hold more (logged too).
+      tensors: "loss" and, if it has one, "accuracy" (the training batch's; shown in progress
+      and metrics.jsonl), and anything more (logged too).
     - ``task_scores(support_x, support_y, query_x, way)``: class scores [Q, way] of one task's
       queries (higher: more likely), on the model's device; used by the default
       ``episode_accuracies`` and by ``fsbench predict``.
