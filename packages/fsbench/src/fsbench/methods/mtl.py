@@ -73,6 +73,11 @@ class MTL(Method):
     eval_settings = ("query", "episodes", "test_inner_steps")
 
     def __init__(self, backbone: nn.Module | None = None, **kw: Any) -> None:
+        if backbone is not None and not isinstance(backbone, Conv4 | ResNet12):
+            raise TypeError(  # before the settings: this is what stands in the way first
+                "MTL scales and shifts the convolutions of fsbench's Conv4 or ResNet12 "
+                f"(fsbench.models); got {type(backbone).__name__}"
+            )
         super().__init__(backbone, **kw)
         settings = self.settings
         self.mode = settings.mtl_mode
@@ -84,13 +89,9 @@ class MTL(Method):
             built = build_backbone(dataclasses.replace(settings, dropout=0.0), self.shape())
             assert isinstance(built, Conv4 | ResNet12)
             net = built
-        elif isinstance(backbone, Conv4 | ResNet12):
-            net = copy.deepcopy(backbone)
         else:
-            raise TypeError(
-                "MTL scales and shifts the convolutions of fsbench's Conv4 or ResNet12 "
-                f"(fsbench.models); got {type(backbone).__name__}"
-            )
+            assert isinstance(backbone, Conv4 | ResNet12)  # checked above
+            net = copy.deepcopy(backbone)
         if self.mode == "ss":
             self.meta_params = add_scale_shift(net)
         else:
