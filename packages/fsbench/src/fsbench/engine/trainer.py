@@ -278,8 +278,10 @@ class Progress:
         now = time.perf_counter()
         if metrics is not None:
             self.postfix = metrics
-            shown = {"loss": "loss", "acc": "accuracy"}  # a user's method may log only its loss
-            self.bar.set_postfix({k: f"{metrics[m]:.3f}" for k, m in shown.items() if m in metrics})
+            labels = {"loss": "loss", "acc": "accuracy"}  # a user's method may log only its loss
+            self.bar.set_postfix(
+                {k: f"{metrics[m]:.3f}" for k, m in labels.items() if m in metrics}
+            )
         self.bar.update(1)
         if self.t_first is None:
             self.t_first = now
