@@ -231,3 +231,28 @@ def test_pretrain_and_classifier_take_a_user_model(store):
     assert torch.isfinite(torch.tensor(one_step(clf, signals)))
     assert not torch.equal(before, linear.weight)
     assert 0.0 <= clf.evaluate(signals, torch.Generator(), 0).accuracy <= 1.0
+
+
+def test_simple_cnaps_takes_lites_efficientnet_b0_with_your_weights(store, tmp_path):
+    """LITE's backbone: torchvision's EfficientNet-B0 with weights from a file of your own (no
+    pre-trained weights exist offline: here a state dict saved by the test stands in for them);
+    Simple CNAPs puts FiLM after each of its 49 batch norms."""
+    saved = torchvision.models.efficientnet_b0(weights=None)
+    with torch.no_grad():
+        saved.features[0][0].weight.mul_(0.5)  # weights that differ from a fresh init
+    torch.save(saved.state_dict(), tmp_path / "efficientnet_b0.pt")
+
+    net = torchvision.models.efficientnet_b0(weights=None)
+    net.load_state_dict(torch.load(tmp_path / "efficientnet_b0.pt", weights_only=True))
+    net.classifier = nn.Identity()  # the 1,280 pooled features are the embedding
+    backbone = nn.Sequential(nn.Conv2d(1, 3, 1), net)  # 1-channel images
+    method = SimpleCNAPs(backbone, example_shape=store.example_shape, **EPISODE)
+    torch.testing.assert_close(net.features[0][0].weight, saved.features[0][0].weight)
+    films = method.cnaps.films
+    assert len(films) == sum(isinstance(m, nn.BatchNorm2d) for m in net.modules()) == 49
+    scores = method.task_scores(
+        store.to_float(store.data[:6]), torch.arange(3).repeat_interleave(2),
+        store.to_float(store.data[6:10]), 3,
+    )  # fmt: skip
+    assert scores.shape == (4, 3) and torch.isfinite(scores).all()
+    assert torch.isfinite(torch.tensor(one_step(method, store)))
