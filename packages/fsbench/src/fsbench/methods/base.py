@@ -242,8 +242,18 @@ class Method:
 
         Default (episodic methods): ``rank_tasks`` tasks of the settings' train_way classes,
         train_shot support and train_query queries each, as an ``Episode``."""
-        way, shot, query = self.train_sizes()
-        return store.sample_episode(generator, way, shot, query, self.rank_tasks, check=False)
+        return self.training_episode(store, generator, self.rank_tasks)
+
+    def training_episode(
+        self, store: ArrayStore, generator: torch.Generator, tasks: int
+    ) -> Episode:
+        """``tasks`` training tasks of train_way/train_shot/train_query, or with ``md_episodes``
+        one of Meta-Dataset's variable-way tasks (ragged: one task at a time)."""
+        if self.settings.md_episodes:
+            from fsbench.data.md_sampling import config_from_settings, md_episode
+
+            return md_episode(store, generator, config_from_settings(self.settings))
+        return store.sample_episode(generator, *self.train_sizes(), tasks, check=False)
 
     def train_loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The loss to back-propagate and the metrics (0-d tensors, read only when logged)."""
@@ -266,7 +276,11 @@ class Method:
         Default (episodic methods): training episodes (train_way/train_shot/train_query) on the
         train splits, the test episodes (way/shot/query) on the others."""
         s = self.settings
-        if split in ("train", "trainval"):
+        if s.md_episodes:  # Meta-Dataset's episodes: the sampler says whether the split serves
+            from fsbench.data.md_sampling import config_from_settings, sampler_for
+
+            sampler_for(store, config_from_settings(s))
+        elif split in ("train", "trainval"):
             store.check_episode(*self.train_sizes())
         else:
             store.check_episode(s.way, s.shot, s.query)

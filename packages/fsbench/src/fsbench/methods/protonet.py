@@ -116,27 +116,10 @@ class ProtoNet(Method):
         zs, zq = z[: support_x.shape[0]], z[support_x.shape[0] :]
         return prototypical_logits(zs, support_y, zq, way, self.distance)
 
-    def check(self, store: ArrayStore, split: str) -> None:
-        s = self.settings
-        if s.md_episodes:
-            from fsbench.data.md_sampling import config_from_settings, sampler_for
-
-            sampler_for(store, config_from_settings(s))
-        elif split in ("train", "trainval"):
-            store.check_episode(*self.train_sizes())
-        else:
-            store.check_episode(s.way, s.shot, s.query)
-
     def sample_train(
         self, store: ArrayStore, generator: torch.Generator, iteration: int
     ) -> Episode:
-        s = self.settings
-        if s.md_episodes:
-            from fsbench.data.md_sampling import config_from_settings, md_episode
-
-            episode = md_episode(store, generator, config_from_settings(s))
-        else:
-            episode = store.sample_episode(generator, *self.train_sizes(), 1, check=False)
+        episode = self.training_episode(store, generator, 1)  # one episode per step and rank
         if self.lite_h:  # a fresh subset each step, from the same seeded stream
             n = episode.support_x.shape[1]
             self._lite_subset = draw_subset(n, min(self.lite_h, n), generator, store.device)
