@@ -1,4 +1,5 @@
-"""Sessions that tie the three packages together: tests, compat, lint, demo, bench, build.
+"""Sessions that tie the three packages together: tests, compat, lint, typecheck, demo, bench,
+build.
 
 Each package is tested in its own virtualenv so that a passing run proves it installs and
 works alone; fsbench's virtualenv also holds the two generators it depends on.
@@ -19,7 +20,8 @@ PACKAGES = ["mnist1d", "mdmnist", "fsbench"]
 DISTRIBUTIONS = {"mnist1d": "mnist1d-fast", "mdmnist": "mdmnist", "fsbench": "fsbench"}
 # The torch build to install where one is needed; override with FSBENCH_TORCH_SPEC.
 TORCH_SPEC = os.environ.get("FSBENCH_TORCH_SPEC", "torch==2.14.1 torchvision==0.29.1").split()
-# The type checker of `nox -s lint`, pinned: a newer mypy may find new things to say.
+# The type checker that `nox -s tests` runs after fsbench's tests, pinned: a newer mypy may
+# find new things to say.
 MYPY = "mypy==2.4.1"
 # The reference package that mnist1d must reproduce number for number.
 MNIST1D_REFERENCE = "mnist1d==0.0.2.post1"
@@ -57,18 +59,33 @@ def tests(session: nox.Session, package: str) -> None:
     if package == "fsbench":
         paths.append("tests/integration")
     session.run("pytest", "-n", "2", "-q", *paths, *session.posargs, env=env)
+    if package == "fsbench" and not session.posargs:
+        _typecheck_fsbench(session)
+
+
+def _typecheck_fsbench(session: nox.Session) -> None:
+    """mypy over fsbench: its type hints are part of its Python API, so they are tested with it.
+
+    It runs in the test venv because mypy needs torch installed to check calls into it, and a
+    second venv with torch (5.5 GB) filled CI's disk (the settings: packages/fsbench/pyproject.toml).
+    """
+    session.install(MYPY)
+    session.run("mypy", "--config-file", "packages/fsbench/pyproject.toml")
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff check and ruff format --check over the whole tree, and mypy over fsbench (its
-    type hints are part of its Python API; the settings are in packages/fsbench/pyproject.toml)."""
+    """ruff check and ruff format --check over the whole tree (light: no torch needed)."""
     session.install("ruff")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy over fsbench on its own (`nox -s tests` runs it too, after fsbench's tests)."""
     _install_package(session, "fsbench", extras="")
-    session.install(MYPY)
-    session.run("mypy", "--config-file", "packages/fsbench/pyproject.toml")
+    _typecheck_fsbench(session)
 
 
 @nox.session
