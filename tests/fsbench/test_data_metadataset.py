@@ -113,14 +113,42 @@ def test_md_v1_keeps_ilsvrc_hierarchy_and_sources_option(records, tmp_path):
 
 
 def test_decoded_classes_are_cached(records, tmp_path, monkeypatch):
-    first = load_split("metadataset", "test", data_root=tmp_path, path=records, sources="dtd")
+    kw = {"data_root": tmp_path, "path": records, "sources": "dtd", "md_read": "memory"}
+    first = load_split("metadataset", "test", **kw)
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again")
 
     monkeypatch.setattr(md, "read_class", no_decoding)
-    again = load_split("metadataset", "test", data_root=tmp_path, path=records, sources="dtd")
-    assert torch.equal(first.data, again.data)
+    again = load_split("metadataset", "test", **kw)
+    assert isinstance(first.data, torch.Tensor) and first.data.is_contiguous()
+    assert torch.equal(first.data, again.data) and again.data.is_contiguous()
+
+
+def test_streamed_split_indexes_each_source_once_and_decodes_nothing_up_front(
+    records, tmp_path, monkeypatch
+):
+    from fsbench.data import md_records
+
+    kw = {"data_root": tmp_path, "path": records, "sources": "dtd,aircraft"}
+    first = load_split("metadataset", "test", **kw)
+    assert isinstance(first.data, md_records.RecordImages)
+    assert first.data.shape == (len(first), 3, 84, 84) and first.data.dtype == torch.uint8
+
+    def no_indexing(*args, **kwargs):
+        raise AssertionError("indexed again")
+
+    monkeypatch.setattr(md_records, "record_offsets", no_indexing)
+    again = load_split("metadataset", "test", **kw)
+    rows = torch.tensor([0, len(first) - 1, 2])
+    assert torch.equal(first.data[rows], again.data.index_select(0, rows))
+    assert torch.equal(again.data[rows][1], again.data[len(first) - 1])
+    assert again.data[rows].is_contiguous()  # the layout a held split gives: same sums after
+    threaded = md_records.RecordImages(
+        again.data.files, again.data.record_labels, again.data.index, 84, threads=3
+    )
+    everything = torch.arange(len(first))
+    assert torch.equal(threaded[everything], again.data.to("cpu")[everything])
 
 
 def test_corrupt_record_is_one_error_line_naming_the_file(tmp_path):
@@ -148,9 +176,10 @@ def test_corrupt_record_is_one_error_line_naming_the_file(tmp_path):
         str(tmp_path / "c"),
         "--quiet",
     ]
-    result = CliRunner().invoke(main, args)
-    assert_one_line_error(result, str(bad), "corrupt record")
-    assert not (tmp_path / "o" / "result.json").exists()
+    for read in ("stream", "memory"):  # both check every record before a run starts
+        result = CliRunner().invoke(main, [*args, "--md-read", read])
+        assert_one_line_error(result, str(bad), "corrupt record")
+        assert not (tmp_path / "o").exists()
 
 
 def test_import_fsbench_and_reading_records_never_import_tensorflow(records, tmp_path):

@@ -12,7 +12,6 @@ from fsbench.data.md_sampling import (
     SourceClasses,
     md_episode,
 )
-from fsbench.data.metadataset import RecordEpisodes
 from fsbench.data.registry import load_split
 from fsbench.data.store import ArrayStore
 from fsbench.errors import FsbenchError
@@ -151,20 +150,27 @@ def test_episodes_are_ragged_deterministic_and_labelled():
     assert len(torch.unique(both, dim=0)) == len(both)
 
 
-def test_record_episodes_equal_the_same_episodes_from_decoded_arrays(tmp_path):
+def test_streamed_records_give_the_same_episodes_as_decoded_arrays(tmp_path):
     root = tmp_path / "records"
     fx.write_omniglot(root)
     fx.write_flat_source(root, "dtd", per_split=(4, 0, 0))
     cfg = EpisodeConfig(min_ways=3)
-    store = load_split(
-        "metadataset", "train", data_root=tmp_path, path=root, sources="omniglot,dtd"
-    )
-    reader = RecordEpisodes(root, "train", sources="omniglot,dtd", config=cfg)
+    kw = {"data_root": tmp_path, "path": root, "sources": "omniglot,dtd"}
+    memory = load_split("metadataset", "train", md_read="memory", **kw)
+    stream = load_split("metadataset", "train", md_read="stream", **kw)
+    assert not isinstance(stream.data, torch.Tensor)  # nothing decoded up front
+    assert stream.class_names == memory.class_names and stream.meta == memory.meta
+    assert torch.equal(stream.labels, memory.labels) and len(stream) == len(memory)
+    assert torch.equal(stream.data[3:9], memory.data[3:9])
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
     for _ in range(6):
-        a, b = md_episode(store, g1, cfg), reader.episode(g2)
+        a, b = md_episode(memory, g1, cfg), md_episode(stream, g2, cfg)
         assert torch.equal(a.support_x, b.support_x) and torch.equal(a.query_x, b.query_x)
         assert torch.equal(a.support_y, b.support_y) and torch.equal(a.classes, b.classes)
+    # fixed-shape episodes (sample_episode) read the same rows too
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    a, b = memory.sample_episode(g1, 3, 2, 1, 2), stream.sample_episode(g2, 3, 2, 1, 2)
+    assert torch.equal(a.support_x, b.support_x) and torch.equal(a.query_x, b.query_x)
 
 
 def test_run_protonet_with_md_episodes_on_fixture_records(tmp_path):
@@ -212,6 +218,16 @@ def test_run_protonet_with_md_episodes_on_fixture_records(tmp_path):
     r = json.loads((out / "result.json").read_text())
     assert r["episodes"] == 3 and r["settings"]["md_episodes"] is True
     assert r["data"]["train"]["classes"] == 11 and r["data"]["test"]["classes"] == 5
+    # read whole into memory instead of streamed from the records: the same run, number for number
+    memory = tmp_path / "memory"
+    args[args.index(str(out))] = str(memory)
+    result = CliRunner().invoke(main, [*args, "--md-read", "memory"])
+    assert result.exit_code == 0, result.output
+    m = json.loads((memory / "result.json").read_text())
+    assert (m["accuracy"], m["ci95"]) == (r["accuracy"], r["ci95"])
+    assert m["data"] == r["data"] and m["deviations"] == r["deviations"]
+    for name in ("episodes.csv", "metrics.jsonl"):
+        assert (memory / name).read_text() == (out / name).read_text()
 
 
 def test_md_episodes_are_refused_for_fixed_way_methods():

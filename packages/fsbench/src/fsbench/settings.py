@@ -507,6 +507,17 @@ DATA_SETTINGS: dict[str, tuple[Any, Spec]] = {
         str | None,
         Spec("metadataset: v2 (LITE's) or v1 (the paper's) splits", cli=False),
     ),
+    "md_read": (
+        str | None,
+        Spec(
+            "metadataset: stream (read each image from the records when an episode draws it; "
+            "any split on any machine) or memory (decode the whole split once, cached: faster "
+            "episodes where it fits); the same episodes either way",
+            kind=EXECUTION,
+            choices=("stream", "memory"),
+            datasets=_accepting("md_read"),
+        ),
+    ),
     "resize": (
         int | None,
         Spec(

@@ -36,6 +36,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from fsbench.data.diskcache import fingerprint, load_arrays, save_arrays
+from fsbench.data.md_records import RecordImages, cached_offsets
 from fsbench.data.store import ArrayStore
 from fsbench.errors import FsbenchError
 
@@ -79,6 +80,7 @@ MD_V2 = {
 SPEC_FILE = "dataset_spec.json"
 SPLIT_KEYS = {"train": "TRAIN", "val": "VALID", "test": "TEST"}
 IMAGE_SIZES = (84, 224)
+MD_READ = ("stream", "memory")  # how a split's images are read (load_metadataset)
 
 # -- TFRecord framing -----------------------------------------------------------------------
 
@@ -467,6 +469,7 @@ def load_metadataset(
     sources: str | None = None,
     image_size: int = 84,
     md_version: str = "v2",
+    md_read: str = "stream",
     progress: bool = True,
 ) -> ArrayStore:
     """One split of Meta-Dataset (the given sources, MD-v2's by default) as an ArrayStore.
@@ -474,19 +477,30 @@ def load_metadataset(
     Classes are numbered source by source in each source's class-id order; ``meta`` carries what
     the episode sampler needs (each class's source, Omniglot's alphabets, ILSVRC's sub-graphs) as
     lists of store class indices. ``md_version`` "v2" (LITE's) puts all of a hierarchical
-    source's classes (ILSVRC) in train; "v1" keeps its sub-graph splits and hierarchy. Every
-    class of the split is decoded, so a whole ILSVRC split is for machines with that much memory;
-    ``RecordEpisodes`` reads only the records an episode draws.
+    source's classes (ILSVRC) in train; "v1" keeps its sub-graph splits and hierarchy.
+    ``md_read`` "stream" reads each image from the records when an episode draws it
+    (``RecordImages``: any split on any machine); "memory" decodes every class of the split once
+    (cached under the data root) and holds them decoded: faster episodes where the split fits in
+    memory. Both give the same rows, so the same episodes.
     """
     if image_size not in IMAGE_SIZES:
         raise FsbenchError(f"--image-size {image_size}: Meta-Dataset here is read at 84 or 224")
+    if md_read not in MD_READ:
+        raise FsbenchError(f"--md-read {md_read!r}: choose {' or '.join(MD_READ)}")
     layout = split_layout(path, split, sources, md_version)
     cache_root = Path(data_root) / "metadataset-cache"
-    data, labels = [], []
-    for k, (folder, spec, cid) in enumerate(layout.classes):
-        images = cached_class(folder, spec, cid, image_size, cache_root)
-        data.append(images)
-        labels.append(np.full(len(images), k, dtype=np.int64))
+    data: torch.Tensor | RecordImages
+    if md_read == "stream":
+        data = record_images(layout, image_size, cache_root)
+        labels = data.row_classes()
+    else:
+        decoded, per_class = [], []
+        for k, (folder, spec, cid) in enumerate(layout.classes):
+            images = cached_class(folder, spec, cid, image_size, cache_root)
+            decoded.append(images)
+            per_class.append(np.full(len(images), k, dtype=np.int64))
+        data = torch.from_numpy(np.ascontiguousarray(np.concatenate(decoded)))
+        labels = torch.from_numpy(np.concatenate(per_class))
     meta = {
         "source": str(layout.root),
         "format": "Meta-Dataset TFRecords (read without TensorFlow)",
@@ -496,108 +510,25 @@ def load_metadataset(
         "not_comparable": "a Meta-Dataset split read by fsbench; compare only like with like",
         "label": "Meta-Dataset",
     }
-    return ArrayStore(
-        torch.from_numpy(np.concatenate(data)),
-        torch.from_numpy(np.concatenate(labels)),
-        layout.names,
-        device,
-        meta=meta,
-    )
+    return ArrayStore(data, labels, layout.names, device, meta=meta)
 
 
-def record_offsets(path: Path) -> list[tuple[int, int]]:
-    """(start, length) of every record's data in a TFRecord file, from the length headers
-    (each checked against its CRC); the data CRC is checked when a record is read."""
-    out: list[tuple[int, int]] = []
-    pos = 0
-    with open(path, "rb") as f:
-        size = f.seek(0, 2)
-        while pos < size:
-            f.seek(pos)
-            head = f.read(12)
-            if len(head) < 12:
-                raise FsbenchError(f"{path}: truncated record header at byte {pos}")
-            if masked_crc(head[:8]) != struct.unpack("<I", head[8:])[0]:
-                raise FsbenchError(
-                    f"{path}: corrupt record {len(out)} at byte {pos} (length checksum mismatch)"
-                )
-            (length,) = struct.unpack("<Q", head[:8])
-            out.append((pos + 12, length))
-            pos += 16 + length
-    if pos != size:
-        raise FsbenchError(f"{path}: truncated record {len(out) - 1}")
-    return out
-
-
-class RecordEpisodes:
-    """Meta-Dataset episodes read straight from the records: every class file is indexed once
-    (record offsets), and each episode decodes only the records it draws.
-
-    The episode descriptions and example picks are the same draws as ``md_episode`` on the
-    split's ArrayStore with the same generator, so both give the same episodes.
-    """
-
-    def __init__(
-        self,
-        path: str | Path,
-        split: str,
-        *,
-        sources: str | None = None,
-        image_size: int = 84,
-        md_version: str = "v2",
-        config=None,
-    ) -> None:
-        from fsbench.data.md_sampling import EpisodeConfig, EpisodeSampler, SourceClasses
-
-        self.layout = layout = split_layout(path, split, sources, md_version)
-        self.image_size = image_size
-        self.files = [
-            folder / spec.file_pattern.format(cid) for folder, spec, cid in layout.classes
-        ]
-        self.index = [record_offsets(p) for p in self.files]
-        counts = np.array([len(i) for i in self.index], dtype=np.int64)
-        groups: dict[int, SourceClasses] = {}
-        for k, s in enumerate(layout.class_source):
-            groups.setdefault(s, SourceClasses([])).classes.append(k)
-        for g in layout.superclasses:
-            groups[layout.class_source[g[0]]].superclasses.append(list(g))
-        for g in layout.span_leaves:
-            groups[layout.class_source[g[0]]].span_leaves.append(list(g))
-        self.sampler = EpisodeSampler(
-            counts, [groups[k] for k in sorted(groups)], config or EpisodeConfig()
-        )
-
-    def read(self, k: int, position: int) -> np.ndarray:
-        """Record ``position`` of store class ``k``, checked and decoded: uint8 [3, S, S]."""
-        path = self.files[k]
-        start, length = self.index[k][position]
-        with open(path, "rb") as f:
-            f.seek(start)
-            body = f.read(length + 4)
-        if (
-            len(body) < length + 4
-            or masked_crc(body[:length]) != struct.unpack("<I", body[length:])[0]
-        ):
-            raise FsbenchError(
-                f"{path}: corrupt record {position} (data checksum mismatch); convert this "
-                "source again"
-            )
-        ex = parse_example(body[:length])
-        return decode_image(ex["image"][0], self.image_size, f"{path} record {position}")
-
-    def episode(self, generator: torch.Generator):
-        """The next episode (ragged, a batch of one, on the CPU)."""
-        from fsbench.data.md_sampling import assemble, episode_rng, pick_examples
-
-        rng = episode_rng(generator)
-        desc = self.sampler.sample(rng)
-        picks = pick_examples(desc, self.sampler.counts, rng)
-        images = [
-            torch.from_numpy(np.stack([self.read(int(c), int(p)) for p in pos]))
-            for c, pos in zip(desc.classes, picks, strict=True)
-        ]
-        return assemble(images, desc, _to_float, torch.device("cpu"))
-
-
-def _to_float(x: torch.Tensor) -> torch.Tensor:
-    return x.to(torch.float32).div_(255.0)
+def record_images(layout: SplitLayout, image_size: int, cache_root: Path) -> RecordImages:
+    """The split's images as ``RecordImages`` (each source's record offsets cached once)."""
+    index: list[np.ndarray] = []
+    files: list[Path] = []
+    ids: list[int] = []
+    for source in layout.sources:
+        mine = [(f, s, c) for f, s, c in layout.classes if f.name == source]
+        paths = [f / s.file_pattern.format(c) for f, s, c in mine]
+        for p in paths:
+            if not p.is_file():
+                raise FsbenchError(f"{p} is missing: the {source} records are incomplete")
+        cache = cache_root / source / f"offsets-{len(paths)}.npz"
+        index += cached_offsets(paths, cache)
+        files += paths
+        ids += [c for _, _, c in mine]
+    for p, offsets in zip(files, index, strict=True):
+        if len(offsets) == 0:
+            raise FsbenchError(f"{p} holds no records")
+    return RecordImages(files, ids, index, image_size)

@@ -125,6 +125,7 @@ OPTIONS["metadataset"] = {
     "sources": None,
     "image_size": 84,
     "md_version": "v2",
+    "md_read": "stream",
     "progress": True,
 }
 OPTIONS["folder"] = {
@@ -261,6 +262,8 @@ def resized(store: ArrayStore, size: int) -> ArrayStore:
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise FsbenchError(f"resize must be an integer >= 1, got {size!r}")
     data = store.data
+    if not isinstance(data, torch.Tensor):  # read on demand (Meta-Dataset's records)
+        raise FsbenchError("resize needs the split in memory; this one is read from its records")
     if data.dtype != torch.uint8 or data.ndim != 4:
         raise FsbenchError("resize applies to image datasets (uint8 [N, C, H, W])")
     out = resize_uint8(data, size)
@@ -289,6 +292,8 @@ def _trainval(name: str, root: Path, dev: torch.device, seed: int, opts: dict) -
     """
     train = load_split(name, "train", data_root=root, device=dev, seed=seed, **opts)
     val = load_split(name, "val", data_root=root, device=dev, seed=seed, **opts)
+    if not (isinstance(train.data, torch.Tensor) and isinstance(val.data, torch.Tensor)):
+        raise FsbenchError(f"{name}: trainval needs both splits in memory")
     same = bool(train.meta.get("same_classes"))
     meta = {
         **train.meta,

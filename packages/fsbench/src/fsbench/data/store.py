@@ -13,7 +13,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -79,6 +79,20 @@ def draw_indices(
     return idx, classes
 
 
+class LazyRows(Protocol):
+    """Examples read when indexed rather than held (Meta-Dataset's records: ``RecordImages``):
+    the part of a tensor's interface a store reads its ``data`` through."""
+
+    shape: torch.Size
+    dtype: torch.dtype
+    ndim: int
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, idx: Any) -> torch.Tensor: ...
+    def index_select(self, dim: int, index: torch.Tensor) -> torch.Tensor: ...
+    def to(self, device: torch.device | str) -> LazyRows: ...
+
+
 @dataclass
 class Episode:
     """A meta-batch of few-shot tasks; labels are 0..way-1 within each task, class-major order.
@@ -110,7 +124,7 @@ class ArrayStore:
 
     def __init__(
         self,
-        data: torch.Tensor,
+        data: torch.Tensor | LazyRows,
         labels: torch.Tensor,
         class_names: list[str] | None = None,
         device: torch.device | str = "cpu",
@@ -124,7 +138,7 @@ class ArrayStore:
                 f"shape {tuple(labels.shape)}; they must match one label per example"
             )
         self.device = torch.device(device)
-        self.data = data.to(self.device)
+        self.data: torch.Tensor | LazyRows = data.to(self.device)
         self.labels = labels.to(self.device, torch.int64)
         if len(self.labels) and int(self.labels.min().item()) < 0:
             raise FsbenchError("labels must be class ids >= 0")
