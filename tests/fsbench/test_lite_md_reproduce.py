@@ -88,6 +88,35 @@ def test_every_cell_runs_and_prints_one_row_per_test_source(records, tmp_path, t
     assert_one_line_error(bad, "--md-sources")
 
 
+def test_md_sources_restrict_the_table_and_md_read_changes_nothing(records, tmp_path, tiny_table):
+    out = tmp_path / "out"
+    args = ["reproduce", "lite-md", "--dataset-dir", str(records), "--out", str(out)]
+    args += ["--episodes", "2", "--quiet", "--threads", "1", "--md-sources", "omniglot,dtd"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    cell_lines = [ln for ln in result.output.splitlines() if ln.startswith("[")]
+    assert len(cell_lines) == 3  # the training (tested on both) and one row per chosen source
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [
+        "simple_cnaps-dtd-metadataset",
+        "simple_cnaps-metadataset",
+        "simple_cnaps-omniglot-metadataset",
+    ]
+    r = json.loads((out / "simple_cnaps-metadataset/seed0/result.json").read_text())
+    assert r["settings"]["data_options"]["sources"] == "omniglot,dtd"
+    assert r["data"]["train"]["md_sources"] == ["omniglot", "dtd"]
+    assert "data_options.sources" in {d["setting"] for d in r["deviations"]}
+    # an execution option: the same cells, kept as they are
+    again = CliRunner().invoke(main, [*args, "--md-read", "memory"])
+    assert again.exit_code == 0, again.output
+    assert again.output.count("kept the earlier result") == 3
+
+    bad = CliRunner().invoke(main, [*args[:-1], "omniglot,imagenet"])
+    assert_one_line_error(bad, "--md-sources")
+    quick = ["reproduce", "lite-md", "--quick", "--md-read", "memory", "--out", str(tmp_path / "q")]
+    assert_one_line_error(CliRunner().invoke(main, quick), "--md-read")
+    assert not (tmp_path / "q").exists()
+
+
 def test_full_table_without_records_is_one_error_line(tmp_path):
     result = CliRunner().invoke(main, ["reproduce", "lite-md", "--out", str(tmp_path / "o")])
     assert_one_line_error(result, "--dataset-dir")

@@ -36,7 +36,7 @@ from fsbench.errors import FsbenchError
 from fsbench.methods.registry import method_class
 from fsbench.resolve import resolve_settings
 from fsbench.results import CHECKPOINT, RESULT, read_json
-from fsbench.settings import SPECS, differences, semantic
+from fsbench.settings import DATA_SETTINGS, SPECS, differences, semantic
 from fsbench.table_specs import PRETRAINED_IN_TABLE, Cell, TableSpec
 
 
@@ -67,11 +67,13 @@ def cell_settings(
     jobs: int,
     progress: bool = False,
     dataset_dir: str | Path | None = None,
+    data_options: dict | None = None,
 ) -> dict:
     """The settings of one cell: the preset, --quick, the cell's own values, then the flags.
 
     Data options merge layer by layer; ``dataset_dir`` is the folder of every cell that reads the
-    user's data (Meta-Dataset's records, an image folder), recorded as ``run --dataset-dir`` is.
+    user's data (Meta-Dataset's records, an image folder), recorded as ``run --dataset-dir`` is;
+    ``data_options`` (e.g. Meta-Dataset's sources) go to every cell whose dataset takes them.
     """
     given: dict = {}
     data: dict = {}
@@ -87,6 +89,9 @@ def cell_settings(
         given = {k: v for k, v in given.items() if _applies(k, cell.method)}
     if dataset_dir is not None and cell.dataset in USER_DATASETS:
         data["path"] = str(dataset_dir)
+    for key, value in (data_options or {}).items():
+        if cell.dataset in (DATA_SETTINGS[key][1].datasets or ()):
+            data[key] = value
     given["data_options"] = data
     if cell.method == "pretrain":
         given.pop("iterations", None)  # pre-training counts epochs (--iterations is for the rest)
@@ -195,13 +200,22 @@ def plan_table(
     jobs: int = 1,
     progress: bool = False,
     dataset_dir: str | Path | None = None,
+    data_options: dict | None = None,
 ) -> list[PlannedCell]:
     """Every cell x seed with its action; refuses (FsbenchError) before anything runs.
 
     A cell with ``test_data`` (one Meta-Dataset test source) is an evaluation of the training
-    of its settings (the table's cell without ``test_data``), with those data options.
+    of its settings (the table's cell without ``test_data``), with those data options; with
+    ``data_options["sources"]`` (the user's Meta-Dataset sources) the cells of other test
+    sources are left out.
     """
     seeds = seeds or (spec.quick_seeds if quick else spec.seeds)
+    chosen = None
+    user_sources = (data_options or {}).get("sources")
+    if user_sources:
+        from fsbench.data.metadataset import parse_sources
+
+        chosen = set(parse_sources(user_sources, "test"))  # checks the names
     if jobs > 1:
         from fsbench.methods.registry import find_user_method
 
@@ -216,6 +230,9 @@ def plan_table(
     plan: list[PlannedCell] = []
     trainers: dict[str, PlannedCell] = {}
     for cell in spec.cells:
+        only = cell.test_data.get("sources")  # a per-source evaluation cell
+        if chosen is not None and only is not None and only not in chosen:
+            continue
         for seed in seeds:
             needs = None
             if cell.overrides.get("pretrained") == PRETRAINED_IN_TABLE:
@@ -223,7 +240,7 @@ def plan_table(
                 cell = replace(cell, overrides={**cell.overrides, "pretrained": str(source)})
                 needs = source
             settings = cell_settings(
-                spec, cell, seed, quick, overrides or {}, jobs, progress, dataset_dir
+                spec, cell, seed, quick, overrides or {}, jobs, progress, dataset_dir, data_options
             )
             if cell.dataset in USER_DATASETS and not settings["data_options"].get("path"):
                 raise FsbenchError(
