@@ -37,7 +37,7 @@ def test_a_signal_stops_at_the_next_boundary_and_resume_is_exact(tmp_path, monke
         with pytest.raises(stop.RunStopped) as info:
             run_setting(settings, out, loader=LOAD, quiet=True)
     name = signal.Signals(sig).name
-    assert str(info.value) == f"stopped at iteration 3 of 8 by {name}; resume with --resume"
+    assert info.value.for_cli() == f"stopped at iteration 3 of 8 by {name}; resume with --resume"
     assert info.value.exit_code == 128 + sig
     assert checkpoint_iteration(out / "checkpoint.pt") == 3
     assert not (out / "result.json").exists()

@@ -45,7 +45,8 @@ def test_two_timed_stops_and_a_resume_equal_a_straight_run(tmp_path, fake_clock)
         with pytest.raises(stop.RunStopped) as info:
             run_setting(settings, out, loader=LOAD, quiet=True, resume=resume, time_limit=0.1)
         assert info.value.exit_code == 0
-        assert str(info.value).endswith("to keep the time limit of 0.1 min; resume with --resume")
+        assert info.value.for_cli().endswith("the time limit of 0.1 min; resume with --resume")
+        assert str(info.value).endswith("resume with resume=True")  # the API's parameter
         assert not (out / "result.json").exists()
         stops.append(checkpoint_iteration(out / "checkpoint.pt"))
         assert info.value.iteration == stops[-1]

@@ -38,7 +38,7 @@ class FsbenchGroup(click.Group):
             click.echo(f"Error: {one_line(str(exc))}", err=True)
             sys.exit(1)
         except RunStopped as exc:  # a signal or --time-limit: checkpointed, resumable
-            click.echo(one_line(str(exc)), err=True)
+            click.echo(one_line(exc.for_cli()), err=True)
             sys.exit(exc.exit_code)
         except (click.Abort, KeyboardInterrupt):
             click.echo("Aborted.", err=True)

@@ -719,7 +719,7 @@ def _train_and_test(
             outcome.iteration,
             reason,
             signum,
-            hint="training is done; resume with --resume to run the test evaluation",
+            hint="training is done; resume with {resume} to run the test evaluation",
         )
     why, state = None, None
     if distributed.is_main():

@@ -29,7 +29,9 @@ _forward: list[Callable[[], Iterable[int]]] = []  # PIDs that get each stop sign
 class RunStopped(Exception):
     """Training stopped at an iteration boundary with a checkpoint written; it can be resumed.
 
-    ``iteration`` None: stopped before the run started (nothing written).
+    ``iteration`` None: stopped before the run started (nothing written). ``{resume}`` in the
+    hint names the way to continue: ``resume=True`` in ``str()`` (the Python API's parameter),
+    ``--resume`` in ``for_cli()``.
     """
 
     def __init__(
@@ -38,21 +40,29 @@ class RunStopped(Exception):
         total: int | None,
         reason: str,
         signum: int | None = None,
-        hint: str = "resume with --resume",
+        hint: str = "resume with {resume}",
         where: str = "",
     ) -> None:
         self.iteration, self.total, self.reason, self.signum = iteration, total, reason, signum
         self.hint, self.where = hint, where
         super().__init__(reason)
 
-    def __str__(self) -> str:
-        """'stopped at iteration 120 of 400 by SIGTERM; resume with --resume'."""
+    def _render(self, resume: str) -> str:
         where = f"{self.where} " if self.where else ""
         if self.iteration is None:
             progress = "before it started"
         else:
             progress = f"at iteration {self.iteration} of {self.total}"
-        return f"{where}stopped {progress} {self.reason}; {self.hint}"
+        hint = self.hint.replace("{resume}", resume)
+        return f"{where}stopped {progress} {self.reason}; {hint}"
+
+    def __str__(self) -> str:
+        """'stopped at iteration 120 of 400 by SIGTERM; resume with resume=True'."""
+        return self._render("resume=True")
+
+    def for_cli(self) -> str:
+        """'stopped at iteration 120 of 400 by SIGTERM; resume with --resume'."""
+        return self._render("--resume")
 
     @property
     def exit_code(self) -> int:
