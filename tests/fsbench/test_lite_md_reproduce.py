@@ -86,6 +86,11 @@ def test_every_cell_runs_and_prints_one_row_per_test_source(records, tmp_path, t
 
     bad = CliRunner().invoke(main, ["eval", str(run), "--md-sources", "imagenet", "--quiet"])
     assert_one_line_error(bad, "--md-sources")
+    # held in memory instead of streamed: the same evaluation
+    held = ["eval", str(run), "--md-sources", "dtd", "--md-read", "memory", "--quiet"]
+    result = CliRunner().invoke(main, [*held, "--out", str(tmp_path / "held")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "held" / "result.json").read_text())["accuracy"] == r["accuracy"]
 
 
 def test_md_sources_restrict_the_table_and_md_read_changes_nothing(records, tmp_path, tiny_table):

@@ -24,6 +24,7 @@ from fsbench.errors import FsbenchError
     help="metadataset runs: test on these sources' test splits only (comma separated, e.g. "
     "omniglot: one row of Meta-Dataset's per-source table)",
 )
+@setting_option("md_read")
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -46,9 +47,11 @@ def eval_(run_dir: Path, **opts) -> None:
     settings, _ = trained_settings(run_dir)
     way = opts["way"] or settings["way"]
     shot = opts["shot"] or settings["shot"]
-    sources = opts["md_sources"]
-    if sources is not None and settings["dataset"] != "metadataset":
-        raise FsbenchError(f"--md-sources applies to metadataset runs, not {settings['dataset']}")
+    sources, md_read = opts["md_sources"], opts["md_read"]
+    for flag_, value in (("--md-sources", sources), ("--md-read", md_read)):
+        if value is not None and settings["dataset"] != "metadataset":
+            raise FsbenchError(f"{flag_} applies to metadataset runs, not {settings['dataset']}")
+    test_options = {k: v for k, v in (("sources", sources), ("md_read", md_read)) if v}
     default = f"eval-md-{sources.replace(',', '+')}" if sources else f"eval-{way}w{shot}s"
     out = opts["out"] or run_dir / default
     result = evaluate_run(
@@ -63,7 +66,7 @@ def eval_(run_dir: Path, **opts) -> None:
         device=opts["device"],
         overwrite=opts["overwrite"],
         quiet=opts["quiet"],
-        test_options={"sources": sources} if sources else None,
+        test_options=test_options or None,
     )
     click.echo(result_line(settings["dataset"], result, out))
 

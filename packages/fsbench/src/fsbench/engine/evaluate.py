@@ -38,7 +38,7 @@ from fsbench.errors import FsbenchError
 from fsbench.methods import build_method
 from fsbench.methods.base import EvalResult, Method
 from fsbench.results import CHECKPOINT, RESULT, disk_full_as_error, read_json
-from fsbench.settings import SettingError, complete
+from fsbench.settings import EXECUTION_DATA_OPTIONS, SettingError, complete
 
 
 def trained_settings(run_dir: Path) -> tuple[dict, int]:
@@ -221,7 +221,8 @@ def evaluate_run(
     """Evaluate the trained run in ``run_dir`` on new test settings; result.json into ``out``.
 
     ``test_options`` replace data options of the test split only (Meta-Dataset's test source:
-    ``{"sources": "omniglot"}``); the result records them in its settings' data_options.
+    ``{"sources": "omniglot"}``), or of every split loaded where they only say how the data is
+    read (``md_read``); the result records them in its settings' data_options.
     ``out`` is locked while this runs (a second writer there is refused with one line).
     """
     run_dir, out = Path(run_dir), Path(out)
@@ -286,7 +287,9 @@ def _evaluate(
     with run_scope(dev, seed=None):
         t0 = time.perf_counter()
         name = settings["dataset"]
-        options = load_options(settings)
+        # how the data is read (never what it is, e.g. --md-read) holds for every split loaded
+        reading = {k: v for k, v in test_options.items() if k in EXECUTION_DATA_OPTIONS}
+        options = {**load_options(settings), **reading}
         train_split = settings["train_split"]
         train_store = load_store(
             loader, name, train_split, data_root=data_root, device=dev, options=options
