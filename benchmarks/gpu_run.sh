@@ -2,7 +2,8 @@
 # The one command a GPU slot runs (issue 20): benchmarks/gpu_run.sh OUT_DIR
 #
 # On a bare GPU machine (python3 with torch, h5py, click, scipy, pandas, matplotlib, tqdm, pytest;
-# no zlib-ng, no network), from a copy of this repository, within GPU_RUN_MINUTES (default 8):
+# no zlib-ng, google-crc32c or protobuf: their wheels are in benchmarks/wheels; no network), from a
+# copy of this repository, within GPU_RUN_MINUTES (default 8):
 #   a) the CUDA test suite (pytest -m cuda), skipped when it passed for the same code;
 #   b) the speed figures (bench_maml at the MultiDigitMNIST preset's shape, 20-way and 84x84,
 #      fp32/TF32/bf16, every execution path beside its floor; ProtoNets; LITE's CUDA memory; how
@@ -52,9 +53,14 @@ cap() { # cap SECONDS: the smaller of SECONDS and the time left before the packi
 
 # ---- Python: our three packages from the tree, zlib-ng from the committed wheel if missing ----
 export PYTHONPATH="$ROOT/packages/fsbench/src:$ROOT/packages/mdmnist/src:$ROOT/packages/mnist1d/src"
-if ! "$PY" -c "import zlib_ng" 2>/dev/null; then
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$WORK/site" \
-        "$ROOT"/benchmarks/wheels/zlib_ng-*cp312*.whl || { say "cannot install zlib-ng"; exit 1; }
+# (and google-crc32c + protobuf: Meta-Dataset's records and their test fixtures, test_cuda_api.py)
+WHEELS=()
+"$PY" -c "import zlib_ng" 2>/dev/null || WHEELS+=("$ROOT"/benchmarks/wheels/zlib_ng-*cp312*.whl)
+"$PY" -c "import google_crc32c" 2>/dev/null || WHEELS+=("$ROOT"/benchmarks/wheels/google_crc32c-*cp312*.whl)
+"$PY" -c "import google.protobuf" 2>/dev/null || WHEELS+=("$ROOT"/benchmarks/wheels/protobuf-*abi3*.whl)
+if [ "${#WHEELS[@]}" -gt 0 ]; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$WORK/site" "${WHEELS[@]}" \
+        || { say "cannot install ${WHEELS[*]}"; exit 1; }
     export PYTHONPATH="$PYTHONPATH:$WORK/site"
 fi
 export PYTHONUNBUFFERED=1 FSBENCH_DATA="$WORK/data" MPLBACKEND=Agg
@@ -88,7 +94,8 @@ run_tests() {
     if [ "$t" -le 5 ]; then say "a) CUDA tests: no time left"; return; fi
     say "a) CUDA tests (timeout $t s)"
     (cd "$ROOT" && timeout -k 5 "$t" "$PY" -m pytest -q -p no:cacheprovider -m cuda -rs \
-        tests/fsbench/test_cuda.py tests/fsbench/test_engine.py) > "$RESULTS/tests.txt" 2>&1
+        tests/fsbench/test_cuda.py tests/fsbench/test_cuda_api.py tests/fsbench/test_engine.py) \
+        > "$RESULTS/tests.txt" 2>&1
     local rc=$?
     echo "exit $rc, code key $TEST_KEY" >> "$RESULTS/tests.txt"
     tail -n 3 "$RESULTS/tests.txt"
