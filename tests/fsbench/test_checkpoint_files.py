@@ -4,6 +4,8 @@ the two ways on (--overwrite, or delete it to fall back)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from fsbench.engine import run_setting
@@ -52,6 +54,34 @@ def test_a_damaged_checkpoint_names_the_file_and_the_two_ways_on(tmp_path, damag
     (out / "checkpoint.pt").unlink()
     resumed = run_setting(settings(10), out, loader=LOAD, quiet=True, resume=True)
     assert resumed["resumed_from"] == 4 and resumed["accuracy"] == straight["accuracy"]
+
+
+class _RunsCode:
+    """Unpickling this creates a folder: what a checkpoint from a stranger could do instead."""
+
+    def __init__(self, marker) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_unread(tmp_path):
+    out, marker = tmp_path / "run", tmp_path / "code-ran"
+    run_setting(settings(6), out, loader=LOAD, quiet=True)
+    for name in ("checkpoint.pt", "checkpoint.prev.pt"):  # resume and eval read different files
+        state = torch.load(out / name, weights_only=True)
+        torch.save({**state, "note": _RunsCode(marker)}, out / name)
+    with pytest.raises(FsbenchError) as err:
+        run_setting(settings(10), out, loader=LOAD, quiet=True, resume=True)
+    msg = err.value.for_cli()
+    assert msg.startswith(f"--resume: {out / 'checkpoint.pt'} holds Python objects other than"), msg
+    assert "--overwrite" in msg and "\n" not in msg
+    with pytest.raises(FsbenchError, match="holds Python objects other than tensors"):
+        evaluate_run(out, tmp_path / "e", way=3, loader=LOAD)
+    assert not marker.exists()  # refused before anything in the file was rebuilt
+    torch.load(out / "checkpoint.pt", weights_only=False)  # the same file, trusted: the code runs
+    assert marker.is_dir()
 
 
 def test_without_a_previous_checkpoint_only_overwrite_is_offered(tmp_path):

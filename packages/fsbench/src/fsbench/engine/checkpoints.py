@@ -12,6 +12,7 @@ import contextlib
 import io
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -23,6 +24,11 @@ from fsbench.results import BEST, CHECKPOINT, atomic_write_bytes
 PREVIOUS = "checkpoint.prev.pt"  # the checkpoint before the last one, kept until the next is in
 
 # keys every file of ours holds: the training checkpoint, and best.pt (weights of the best val)
+# what torch's weights_only unpickler says of an object it will not rebuild ("unsupported GLOBAL
+# posix.mkdir whose module posix is blocked", "Unsupported global: ...", "... not an allowed
+# global by default", "Unsupported class"), as distinct from a damaged pickle
+_UNSAFE = re.compile(r"global|blocked|allowlist|unsupported class", re.IGNORECASE)
+
 REQUIRED = {CHECKPOINT: ("model", "iteration", "settings"), BEST: ("model", "iteration")}
 
 
@@ -92,20 +98,27 @@ def _problem(path: Path, exc: BaseException) -> str:
 def load_checkpoint(path: Path) -> dict:
     """A checkpoint (or best.pt) written by ``save_checkpoint``; ``CheckpointError`` otherwise.
 
-    Our files hold optimiser and RNG states, hence ``weights_only=False``: load only run folders
-    you trust, as with any pickle.
+    Read with torch's ``weights_only`` unpickler: our files hold only tensors, numbers, strings and
+    containers (optimiser and RNG states are tensors), so a run folder from elsewhere cannot run
+    code when fsbench reads it, and a file that holds other Python objects is refused.
     """
     path = Path(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
+    except pickle.UnpicklingError as exc:
+        if _UNSAFE.search(str(exc)):
+            raise CheckpointError(
+                f"{path} holds Python objects other than tensors and plain values, which fsbench"
+                f" does not unpickle (that could run code): not a file fsbench wrote; {_ways_on(path)}"
+            ) from None
+        raise CheckpointError(f"{path} is {_problem(path, exc)}; {_ways_on(path)}") from None
     except (
         OSError,
         RuntimeError,
         EOFError,
         ValueError,
-        pickle.UnpicklingError,
         zipfile.BadZipFile,
         AttributeError,
         ImportError,
