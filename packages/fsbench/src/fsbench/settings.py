@@ -337,7 +337,7 @@ class Settings:
         refuse_elsewhere=True,
         **POS,
     )
-    # Few-shot detection (fsbench.detection): the detector and the mnist-detect scenes. The shared
+    # Few-shot detection (fsbench.detection): the detector, the mnist-detect scenes and VOC. The shared
     # settings (way, query, iterations, lr, batch_size, modes...) take the detection preset's
     # values (detection/run.py's PRESET).
     detector_backbone: str = spec(
@@ -421,6 +421,21 @@ class Settings:
         methods=DETECTION_METHODS,
         refuse_elsewhere=True,
         **NONNEG,
+    )
+    voc_split: int = spec(
+        1,
+        "voc: Kang et al.'s class split (1-3): its 15 base classes train, its 5 novel ones test",
+        methods=DETECTION_METHODS,
+        refuse_elsewhere=True,
+        min=1,
+        max=3,
+    )
+    voc_size: int = spec(
+        320,
+        "voc: images resized to this shorter side (the longer one at most 5/3 of it)",
+        methods=DETECTION_METHODS,
+        refuse_elsewhere=True,
+        min=32,
     )
     # what the run is, recorded beside the settings (not flags: the command's arguments)
     method: str = spec("", "the method", cli=False)

@@ -1,5 +1,5 @@
 """The command-line side of few-shot detection: ``fsbench run repmet-det|finetune-det
-mnist-detect``, ``fsbench eval`` / ``predict`` of a detection run and ``fsbench reproduce
+mnist-detect|voc``, ``fsbench eval`` / ``predict`` of a detection run and ``fsbench reproduce
 repmet-detection`` call these from cli.py's commands (the functions live in ``detection/``)."""
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ def run_detection_cli(method: str, dataset: str, opts: dict) -> None:
     overrides, data_values, ex = split_run_options(dict(opts))
     configure_logging(ex["quiet"])
     elsewhere = [k for k, v in data_values.items() if v is not None]
-    elsewhere += [k for k in ("dataset_dir", "nproc") if ex.get(k) is not None]
+    elsewhere += ["nproc"] if ex.get("nproc") is not None else []
     elsewhere += ["download"] if ex.get("download") else []
     if elsewhere:
         raise FsbenchError(f"{flag(elsewhere[0])} does not apply to {method}")
-    settings = settings_for(method, dataset.lower(), **overrides)
+    settings = settings_for(method, dataset.lower(), ex.get("dataset_dir"), **overrides)
     default = f"{method}_{dataset}_{settings.way}w{settings.shot}s_seed{settings.seed}"
     out = ex["out"] or Path("runs") / default
     with stop_on_signals():

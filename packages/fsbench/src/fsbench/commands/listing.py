@@ -30,6 +30,13 @@ def list_() -> None:
             click.echo(f"  {m:<10} {entry.description} [{entry.origin}; defaults: {preset}]")
         for line in broken:
             click.echo(f"  (not loaded) {line}")
+    from fsbench.detection.run import DETECTION_DATASETS, DETECTOR_DESCRIPTIONS
+
+    click.echo("Few-shot detection (fsbench run DETECTOR DATASET):")
+    for name, desc in DETECTOR_DESCRIPTIONS.items():
+        click.echo(f"  {name:<12} {desc}")
+    for name, desc in DETECTION_DATASETS.items():
+        click.echo(f"  {name:<12} {desc}")
     click.echo("Datasets:")
     back: dict[str, list[str]] = {}
     for alias_, target in ALIASES.items():

@@ -175,6 +175,13 @@ class SmallBackbone(nn.Module):
 BACKBONES = ("small", "resnet18", "resnet50")
 
 
+# (mean, std) per channel: MNIST's for grayscale scenes, ImageNet's for colour photographs
+IMAGE_STATS = {
+    1: ((0.13,), (0.31,)),
+    3: ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
 def build_detector(
     head: str,
     num_classes: int,
@@ -188,11 +195,12 @@ def build_detector(
     embedding_dim: int = 256,
     sigma: float = SIGMA,
     rois_per_image: int = 64,
-    image_mean: float = 0.13,
-    image_std: float = 0.31,
+    max_size: int | None = None,
 ):
     """A torchvision FasterRCNN with an FPN over ``backbone`` and the ``head`` ('dml' or
-    'linear') box classifier; images of ``image_size`` pixels are not resized."""
+    'linear') box classifier. Images are resized to a shorter side of ``image_size`` and a
+    longer side of at most ``max_size`` (default ``image_size``: square scenes of that side
+    stay as they are); normalised with MNIST's statistics (one channel) or ImageNet's (three)."""
     from torchvision.models.detection import FasterRCNN
     from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection.backbone_utils import BackboneWithFPN, resnet_fpn_backbone
@@ -226,9 +234,9 @@ def build_detector(
     model = FasterRCNN(
         fpn,
         min_size=image_size,
-        max_size=image_size,
-        image_mean=[image_mean] * in_channels,
-        image_std=[image_std] * in_channels,
+        max_size=max_size or image_size,
+        image_mean=list(IMAGE_STATS[in_channels][0]),
+        image_std=list(IMAGE_STATS[in_channels][1]),
         rpn_anchor_generator=anchors,
         box_roi_pool=pool,
         box_head=box_head,

@@ -37,6 +37,19 @@ WARMUP = 100  # iterations of linear learning-rate warm-up (torchvision's detect
 EVAL_BATCH = 16
 
 
+def image_side(settings: Settings) -> int:
+    """The shorter side the detector resizes images to: mnist-detect's scene side (its square
+    scenes stay as they are), or ``voc_size`` for VOC's photographs."""
+    return settings.voc_size if settings.dataset == "voc" else settings.scene_size
+
+
+def max_side(settings: Settings) -> int:
+    """The longest side after resizing: 5/3 of the shorter one for VOC (torchvision's 800/1333),
+    the scene side for mnist-detect."""
+    side = image_side(settings)
+    return round(side * 5 / 3) if settings.dataset == "voc" else side
+
+
 def chunks(items: list, size: int = EVAL_BATCH) -> list[list]:
     """``items`` in consecutive pieces of at most ``size``."""
     return [items[k : k + size] for k in range(0, len(items), size)]
@@ -86,7 +99,8 @@ class DetectionMethod(Method):
             self.head,
             num_classes,
             in_channels=int(example_shape[0]),
-            image_size=int(example_shape[-1]),
+            image_size=image_side(s),
+            max_size=max_side(s),
             backbone=s.detector_backbone,
             fpn_channels=s.fpn_channels,
             representation=s.representation,

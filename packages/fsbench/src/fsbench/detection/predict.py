@@ -4,7 +4,7 @@ The support set is one of
 - a folder with a COCO JSON file (``*.json``) beside or above its images: every box is a shot;
 - a VOC folder (``Annotations/``, ``JPEGImages/``, ``ImageSets/Main/*.txt``): likewise;
 - ``DIR/<class>/<image>``: one object per image, its box the whole image (an image smaller than
-  the run's scenes is pasted in the middle of a zero canvas of the scene size, so the object
+  the run's images is pasted in the middle of a zero canvas of their size, so the object
   keeps the scale the detector was trained at).
 Every class must have at least one box. The queries are the images of a folder (PNG/JPEG).
 Output: ``predictions.json`` (per image: boxes [x1, y1, x2, y2], class names, scores) and each
@@ -24,7 +24,7 @@ from PIL import Image
 from fsbench.detection.coco import read_coco
 from fsbench.detection.dataset import DetectionSet, ImageRecord
 from fsbench.detection.episodes import DetectionEpisode
-from fsbench.detection.method import DetectionStore
+from fsbench.detection.method import DetectionStore, image_side
 from fsbench.detection.scenes import draw_boxes
 from fsbench.detection.voc import read_voc
 from fsbench.errors import FsbenchError
@@ -52,8 +52,9 @@ def _gray_or_rgb(image: np.ndarray, channels: int) -> np.ndarray:
     return image
 
 
-def read_support(folder: Path, scene_size: int) -> DetectionSet:
-    """The support set of ``folder`` in any of the module's three layouts."""
+def read_support(folder: Path, side: int, channels: int = 1) -> DetectionSet:
+    """The support set of ``folder`` in any of the module's three layouts (``side``: the canvas
+    a class folder's image is pasted on; ``channels``: 1 grayscale, 3 colour)."""
     folder = Path(folder)
     jsons = sorted(folder.glob("*.json"))
     if jsons:
@@ -81,10 +82,10 @@ def read_support(folder: Path, scene_size: int) -> DetectionSet:
             raise FsbenchError(f"support class '{name}' has no box: {folder / name} has no image")
         for f in files:
             with Image.open(f) as im:
-                crop = np.asarray(im.convert("L"))
-            h, w = crop.shape
-            size = max(scene_size, h, w)
-            canvas = np.zeros((size, size), dtype=np.uint8)
+                crop = np.asarray(im.convert("L" if channels == 1 else "RGB"))
+            h, w = crop.shape[:2]
+            size = max(side, h, w)
+            canvas = np.zeros((size, size, *crop.shape[2:]), dtype=np.uint8)
             y, x = (size - h) // 2, (size - w) // 2
             canvas[y : y + h, x : x + w] = crop
             box = np.asarray([[x, y, x + w, y + h]], dtype=np.float32)
@@ -124,7 +125,7 @@ def predict_folder(
         raise FsbenchError(f"--query {query_dir} holds no PNG or JPEG image")
     method, settings, dev = trained_method(run_dir, data_root, device)
     channels = int(method.shape()[0])
-    support = read_support(support_dir, settings.scene_size)
+    support = read_support(support_dir, image_side(settings), channels)
     ep = support_episode(support)
     pixels = [_gray_or_rgb(support.image(i), channels) for i in range(len(support))]
     queries = []

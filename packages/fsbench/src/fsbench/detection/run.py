@@ -32,7 +32,20 @@ from fsbench.settings import BASE, DETECTION_METHODS, SettingError, Settings, va
 
 log = logging.getLogger("fsbench")
 
-DETECTION_DATASETS = ("mnist-detect",)
+# the detectors and their datasets, as `fsbench list` shows them
+DETECTOR_DESCRIPTIONS = {
+    "repmet-det": "RepMet detection (Karlinsky et al. 2019): Faster R-CNN + FPN whose box "
+    "classifier is the DML head; the support boxes' embeddings are the representatives",
+    "finetune-det": "the paper's baseline: the same detector with a linear box classifier, a new "
+    "one fine-tuned on each episode's support boxes",
+}
+DETECTION_DATASETS = {
+    "mnist-detect": "scenes of 1-4 DoubleMNIST-class objects (64/16/20 train/val/test classes) "
+    "and clutter digits, generated from a seed (--scene-* flags), grayscale",
+    "voc": "Pascal VOC from --dataset-dir (a VOCdevkit): trains on VOC07+12 trainval's 15 base "
+    "classes of Kang et al.'s split --voc-split, tests episodes of its 5 novel classes on "
+    "VOC2007 test",
+}
 
 # The detection preset: the values of shared settings (declared in fsbench.settings) that differ
 # from their defaults there; the detection-only settings (detector_backbone, fpn_channels, the
@@ -51,29 +64,59 @@ PRESET: dict[str, Any] = {
     "sigma": 0.5,
     "checkpoint_every": 500,
 }
-# The settings each detector reads (any other one given is refused, naming its flag).
+# The settings each detector, and each dataset, reads (any other one given is refused, naming
+# its flag).
 COMMON_READS = (
     "way", "shot", "query", "iterations", "episodes", "seed", "lr", "batch_size", "threads",
     "checkpoint_every", "detector_backbone", "backbone_weights", "fpn_channels", "representation",
-    "rois_per_image", "scene_size", "train_scenes", "val_scenes", "test_scenes", "clutter",
-    "scene_seed",
+    "rois_per_image",
 )  # fmt: skip
 READS = {
     "repmet-det": (*COMMON_READS, "modes", "sigma", "embedding_dim"),
     "finetune-det": (*COMMON_READS, "finetune_steps", "finetune_lr"),
 }
+DATASET_READS = {
+    "mnist-detect": (
+        "scene_size", "train_scenes", "val_scenes", "test_scenes", "clutter", "scene_seed"
+    ),
+    "voc": ("voc_split", "voc_size"),
+}  # fmt: skip
 DEVIATIONS = [
-    "backbone: a small 4-stage CNN + FPN trained from scratch on the base classes (the paper: "
-    "ResNet-101 FPN-DCN pre-trained on ImageNet); no deformable convolutions",
-    "data: generated mnist-detect scenes (DoubleMNIST classes as objects), not ImageNet-LOC/VOC",
     "no OHEM, no soft-NMS, no additional linear classification loss, no representative "
     "re-clustering (the official configuration has them)",
 ]
+DATA_DEVIATIONS = {
+    "mnist-detect": "data: generated mnist-detect scenes (DoubleMNIST classes as objects), "
+    "not ImageNet-LOC/VOC",
+    "voc": "data: VOC07+12 trainval with the base classes' boxes for training; RepMet's episodes "
+    "(support and queries) of the novel classes drawn from VOC2007 test (Kang et al. and TFA "
+    "instead take K shots from trainval and score the whole VOC2007 test set)",
+}
 
 
-def settings_for(method: str, dataset: str, **overrides: Any) -> Settings:
+def deviations(settings: Settings) -> list[str]:
+    """How a detection run differs from the paper's: its backbone, its data, the head's extras."""
+    net = {"small": "a small 4-stage CNN"}.get(
+        settings.detector_backbone, settings.detector_backbone
+    )
+    start = (
+        f"starting from {settings.backbone_weights}"
+        if settings.backbone_weights
+        else "trained from scratch on the base classes"
+    )
+    backbone = (
+        f"backbone: {net} + FPN {start} (the paper: ResNet-101 FPN-DCN pre-trained on ImageNet); "
+        "no deformable convolutions"
+    )
+    return [backbone, DATA_DEVIATIONS[settings.dataset], *DEVIATIONS]
+
+
+def settings_for(
+    method: str, dataset: str, dataset_dir: str | Path | None = None, **overrides: Any
+) -> Settings:
     """The declared defaults, the detection preset, then the given values (None: keep), checked
-    as the command line checks them (a SettingError names the setting)."""
+    as the command line checks them (a SettingError names the setting). ``dataset_dir``: where
+    VOC is (a VOCdevkit or one year's folder); mnist-detect is generated."""
     if method not in DETECTION_METHODS:
         raise FsbenchError(
             f"method '{method}' is not a detector; choose {', '.join(DETECTION_METHODS)}"
@@ -83,10 +126,28 @@ def settings_for(method: str, dataset: str, **overrides: Any) -> Settings:
             f"dataset '{dataset}' has no boxes; detection runs on {', '.join(DETECTION_DATASETS)}"
         )
     given = {k: v for k, v in overrides.items() if v is not None}
-    unknown = sorted(k for k in given if k not in READS[method])
+    unknown = sorted(k for k in given if k not in READS[method] + DATASET_READS[dataset])
     if unknown:
-        raise SettingError(f"{{{unknown[0]}}} does not apply to {method}", unknown[0])
+        where = method if unknown[0] not in sum(DATASET_READS.values(), ()) else dataset
+        raise SettingError(f"{{{unknown[0]}}} does not apply to {where}", unknown[0])
+    data_options: dict[str, Any] = {}
+    if dataset == "voc":
+        if dataset_dir is None:
+            raise SettingError(
+                "voc needs {dataset_dir}: the VOCdevkit folder (VOC2007 with its test set, "
+                "and VOC2012) or one year's folder",
+                "dataset_dir",
+            )
+        from fsbench.detection.voc import check_layout
+
+        check_layout(dataset_dir)  # one line now, not after the output folder is made
+        data_options["path"] = str(Path(dataset_dir).expanduser().resolve())
+    elif dataset_dir is not None:
+        raise SettingError(
+            f"{{dataset_dir}} does not apply to {dataset} (it is generated)", "dataset_dir"
+        )
     values = {**BASE, **PRESET, **given, "method": method, "dataset": dataset}
+    values["data_options"] = data_options
     for key in ("way", "shot", "query"):  # detection trains on whole scenes: never read
         values[f"train_{key}"] = values[key]
     validate(values, given)
@@ -105,9 +166,14 @@ def scene_spec(settings: Settings) -> SceneSpec:
 
 
 def load_split(settings: Settings, split: str, data_root: Path | None) -> DetectionSet:
-    """A split of the run's dataset (generated and cached on first use)."""
+    """A split of the run's dataset: VOC's few-shot split read from its folder, or the scenes
+    (generated and cached on first use)."""
     from fsbench.data.registry import default_data_root
 
+    if settings.dataset == "voc":
+        from fsbench.detection.voc import few_shot_split
+
+        return few_shot_split(settings.data_options["path"], split, settings.voc_split)
     root = Path(data_root).expanduser() if data_root is not None else default_data_root()
     return load_scenes(scene_spec(settings), split, root)
 
@@ -265,7 +331,7 @@ def build_detection_result(
         **timings,
         "torch_threads": torch.get_num_threads(),
         "published_percent": None,
-        "deviations": DEVIATIONS,
+        "deviations": deviations(settings),
         "settings": settings.as_dict(),
         "data": data,
         "versions": versions(),

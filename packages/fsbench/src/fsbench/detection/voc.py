@@ -5,10 +5,13 @@ used by every few-shot detector since; the lists below are copied as facts from
 ucbdrive/few-shot-object-detection (TFA), ``fsdet/data/builtin_meta.py``
 (PASCAL_VOC_BASE_CATEGORIES / PASCAL_VOC_NOVEL_CATEGORIES): three splits of 15 base and 5 novel
 classes. VOC corners are 1-based inclusive; as TFA, x_min and y_min lose 1 on reading.
+``few_shot_split`` gives the train (base classes, VOC07+12 trainval) and test (novel classes,
+VOC2007 test) splits that ``fsbench run repmet-det voc`` trains and tests on.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -100,3 +103,62 @@ def read_voc(
             ImageRecord(file, width, height, box_array, np.asarray(labels, dtype=np.int64))
         )
     return DetectionSet(list(wanted), records, root)
+
+
+def year_folders(folder: str | Path) -> list[Path]:
+    """The VOC year folders of ``folder``: itself when it is one (it has ``ImageSets``), else its
+    ``VOC2007``/``VOC2012`` subfolders (a ``VOCdevkit``); one line when there are none."""
+    folder = Path(folder).expanduser()
+    if (folder / "ImageSets").is_dir():
+        return [folder]
+    years = [folder / y for y in ("VOC2007", "VOC2012") if (folder / y / "ImageSets").is_dir()]
+    if not years:
+        raise FsbenchError(
+            f"{folder} is neither a VOC year folder (with ImageSets/) nor a VOCdevkit holding "
+            "VOC2007/ or VOC2012/; pass the folder the VOC archives unpack to"
+        )
+    return years
+
+
+def merged(parts: list[DetectionSet], root: Path) -> DetectionSet:
+    """Several sets of the same classes as one, their files made relative to ``root``."""
+    records = []
+    for part in parts:
+        prefix = Path(part.root or ".").relative_to(root)
+        for rec in part.records:
+            records.append(dataclasses.replace(rec, file=str(prefix / rec.file)))
+    return DetectionSet(list(parts[0].classes), records, root)
+
+
+def check_layout(folder: str | Path) -> tuple[list[Path], Path]:
+    """The year folders holding ``trainval`` lists and VOC2007's folder holding ``test``, found
+    without reading an annotation; one line naming what is missing."""
+    years = year_folders(folder)
+    trainval = [y for y in years if (y / "ImageSets" / "Main" / "trainval.txt").is_file()]
+    if not trainval:
+        raise FsbenchError(f"no ImageSets/Main/trainval.txt under {Path(folder)}")
+    test = [y for y in years if (y / "ImageSets" / "Main" / "test.txt").is_file()]
+    if not test:
+        raise FsbenchError(
+            f"no ImageSets/Main/test.txt under {Path(folder)}: the few-shot test images are "
+            "VOC2007's test set (VOCtest_06-Nov-2007.tar); unpack it beside its trainval"
+        )
+    return trainval, test[0]
+
+
+def few_shot_split(folder: str | Path, split: str, class_split: int) -> DetectionSet:
+    """The few-shot protocol of Kang et al. and TFA on ``folder`` (a VOCdevkit or one year):
+    ``train`` is every year's ``trainval`` with the boxes of the 15 base classes of
+    ``class_split`` only (novel objects stay unannotated, i.e. background, as in TFA's base
+    training), ``test`` is VOC2007's ``test`` with the 5 novel classes' boxes; images left with no
+    box are dropped. ``difficult`` objects are left out, as the VOC evaluation ignores them."""
+    if split not in ("train", "test"):
+        raise FsbenchError(f"VOC has no few-shot '{split}' split; choose train or test")
+    trainval, test = check_layout(folder)
+    if split == "train":
+        parts = [read_voc(y, "trainval", f"base{class_split}") for y in trainval]
+    else:
+        parts = [read_voc(test, "test", f"novel{class_split}")]
+    data = merged(parts, year_folders(folder)[0].parent)
+    data.records = [r for r in data.records if len(r.boxes)]
+    return data
