@@ -138,3 +138,25 @@ def test_run_bad_input_is_one_line(tmp_path):
         invoke("run", "repmet-det", "mnist-detect", "--inner-steps", 3, "--out", tmp_path / "z"),
         "--inner-steps does not apply to repmet-det",
     )
+
+
+def test_table_report_and_rerun_of_a_detection_run(run_dir, fsbench_data_root, tmp_path):
+    saved = json.loads((run_dir / "result.json").read_text())
+    # the record every run has: settings that differ from the preset, the protocol's notes
+    devs = {d["setting"]: (d["value"], d["preset"]) for d in saved["deviations"]}
+    assert devs["scene_size"] == (64, 128) and devs["iterations"] == (2, 3000)
+    assert "seed" not in devs and "train_query" not in devs
+    assert any("deformable" in n for n in saved["protocol_notes"]) and saved["not_comparable"]
+    table = invoke("table", run_dir)
+    assert table.exit_code == 0, table.output
+    assert (
+        "| repmet-det | mnist-detect | 5 | 1 |" in table.output and "scene_size=64" in table.output
+    )
+    report = invoke("report", run_dir, "--out", tmp_path / "r.html")
+    assert report.exit_code == 0, report.output
+    assert "deformable" in (tmp_path / "r.html").read_text()
+    again = invoke("rerun", run_dir, "--out", tmp_path / "again", "--data-root", fsbench_data_root)
+    assert again.exit_code == 0, again.output
+    assert "rerun: mAP@0.5" in again.output and "bit-equal to the recorded result" in again.output
+    new = json.loads((tmp_path / "again" / "result.json").read_text())
+    assert new["map50"] == saved["map50"] and new["rerun_of"]["equal"] is True

@@ -120,8 +120,12 @@ def test_run_and_eval_on_voc(devkit, tmp_path):
     assert saved["data"]["train"]["images"] == 4 and saved["data"]["test"]["images"] == 4
     assert saved["settings"]["data_options"] == {"path": str(devkit.resolve())}
     assert saved["settings"]["voc_split"] == 1 and saved["settings"]["voc_size"] == 32
-    assert any("VOC2007 test" in d for d in saved["deviations"])
+    assert any("VOC2007 test" in d for d in saved["protocol_notes"])
     assert 0.0 <= saved["map50"] <= 1.0
+    assert saved["data"]["folders"]["path"]["path"] == str(devkit.resolve())  # for rerun
+    again = invoke("rerun", out, "--out", tmp_path / "again", "--quiet")
+    assert again.exit_code == 0, again.output
+    assert "bit-equal to the recorded result" in again.output
     # eval finds the images where the run read them (the recorded folder)
     result = invoke("eval", out, "--episodes", 1, "--quiet")
     assert result.exit_code == 0, result.output

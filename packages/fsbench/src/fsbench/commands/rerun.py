@@ -49,5 +49,11 @@ def rerun(
         click.echo(f"Note: {line}", err=True)
     out = out or default_out(plan.source)
     new, comparison = run_again(plan, out, data_root=data_root, overwrite=overwrite, quiet=quiet)
-    click.echo(_result_line(new["dataset"], new, out))
+    if "map50" in new:  # a detector's result: mAP, as fsbench run prints it
+        from fsbench.commands.common import fmt_pct
+        from fsbench.commands.detection import result_line as detection_line
+
+        click.echo(detection_line(new, out, fmt_pct))
+    else:
+        click.echo(_result_line(new["dataset"], new, out))
     click.echo(comparison.sentence())

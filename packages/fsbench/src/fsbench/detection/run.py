@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from fsbench.data.listing import folder_listings
 from fsbench.detection.chance import random_boxes_map
 from fsbench.detection.dataset import DetectionSet
 from fsbench.detection.method import (
@@ -27,7 +28,7 @@ from fsbench.engine.run import check_resume, prepare_out_dir, write_run_files
 from fsbench.engine.stop import StopRequest
 from fsbench.engine.trainer import TEST_STREAM, load_checkpoint, make_generator, train
 from fsbench.errors import FsbenchError
-from fsbench.results import CHECKPOINT, git_commit, versions
+from fsbench.results import CHECKPOINT, git_commit, machine, versions
 from fsbench.settings import BASE, DETECTION_METHODS, SettingError, Settings, validate
 
 log = logging.getLogger("fsbench")
@@ -94,7 +95,7 @@ DATA_DEVIATIONS = {
 }
 
 
-def deviations(settings: Settings) -> list[str]:
+def protocol_notes(settings: Settings) -> list[str]:
     """How a detection run differs from the paper's: its backbone, its data, the head's extras."""
     net = {"small": "a small 4-stage CNN"}.get(
         settings.detector_backbone, settings.detector_backbone
@@ -152,6 +153,24 @@ def settings_for(
         values[f"train_{key}"] = values[key]
     validate(values, given)
     return Settings.from_dict(values)
+
+
+def preset_deviations(settings: Settings) -> list[dict]:
+    """The settings that differ from the detection preset (for the run's way and shot), as
+    every run records them: {setting, value, preset}."""
+    from fsbench.settings import differences
+
+    preset = settings_for(
+        settings.method,
+        settings.dataset,
+        settings.data_options.get("path"),
+        way=settings.way,
+        shot=settings.shot,
+    )
+    diff = differences(settings.as_dict(), preset.as_dict())
+    for key in ("seed", "train_way", "train_shot", "train_query"):  # train_*: never read
+        diff.pop(key, None)
+    return [{"setting": k, "value": v[0], "preset": v[1]} for k, v in diff.items()]
 
 
 def scene_spec(settings: Settings) -> SceneSpec:
@@ -284,6 +303,9 @@ def run_detection(
             },
             data={"train": describe(train_set, "train"), "test": describe(test_set, "test")},
         )
+        folders = folder_listings(settings.data_options)
+        if folders:  # a user's data folder (VOC): what fsbench rerun checks before it runs
+            result["data"]["folders"] = folders
         result["summary"] = method.summary()
         write_run_files(out, result, tested["res"].per_episode, curve=True)
         return result
@@ -329,9 +351,14 @@ def build_detection_result(
         "seed": settings.seed,
         "device": str(dev),
         **timings,
+        "wall_seconds": round(sum(timings.values()), 3),
         "torch_threads": torch.get_num_threads(),
+        "machine": machine(),
         "published_percent": None,
-        "deviations": deviations(settings),
+        "not_comparable": "no published number: the paper's detection results are on its own "
+        "ImageNet-LOC episodes with an ImageNet-pretrained ResNet-101 (see the README)",
+        "protocol_notes": protocol_notes(settings),
+        "deviations": preset_deviations(settings),
         "settings": settings.as_dict(),
         "data": data,
         "versions": versions(),

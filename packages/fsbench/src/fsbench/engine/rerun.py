@@ -18,7 +18,7 @@ from pathlib import Path
 from fsbench.data.listing import FOLDER_OPTIONS, folder_listing
 from fsbench.errors import FsbenchError
 from fsbench.results import CHECKPOINT, RESULT, git_commit, read_json, versions, write_json
-from fsbench.settings import SettingError, complete
+from fsbench.settings import DETECTION_METHODS, SettingError, Settings, complete
 
 
 @dataclass
@@ -43,6 +43,7 @@ class Comparison:
     new_ci95: float
     same_machine: bool  # machine type and device as recorded
     same_versions: bool
+    metric: str = "accuracy"  # what the numbers are (a detector's: mAP@0.5)
 
     @property
     def equal(self) -> bool:
@@ -62,13 +63,13 @@ class Comparison:
         """One line for a person: equal, or the difference and its CI."""
         new = f"{100 * self.new:.2f} % ± {100 * self.new_ci95:.2f}"
         if self.equal:
-            line = f"rerun: accuracy {new}, bit-equal to the recorded result"
+            line = f"rerun: {self.metric} {new}, bit-equal to the recorded result"
             if not (self.same_machine and self.same_versions):
                 line += " (on another machine type, device or versions)"
             return line
         within = abs(self.difference) <= self.ci95_difference
         line = (
-            f"rerun: accuracy {new}; recorded {100 * self.recorded:.2f} % ± "
+            f"rerun: {self.metric} {new}; recorded {100 * self.recorded:.2f} % ± "
             f"{100 * self.recorded_ci95:.2f}; difference {100 * self.difference:+.2f} points, "
             f"95% CI of a difference ± {100 * self.ci95_difference:.2f} "
             f"({'within' if within else 'outside'} it)"
@@ -171,6 +172,7 @@ def check_folders(source: Path, result: dict, options: dict) -> list[str]:
 def plan_rerun(path: Path, device: str | None = None, quiet: bool = False) -> RerunPlan:
     """Read RESULT.json (or RUN_DIR/result.json) back into the settings of a run; check them."""
     from fsbench.data import DATASETS
+    from fsbench.detection.run import DETECTION_DATASETS
     from fsbench.engine import distributed
     from fsbench.methods import METHODS
     from fsbench.methods.registry import is_user_method
@@ -180,15 +182,18 @@ def plan_rerun(path: Path, device: str | None = None, quiet: bool = False) -> Re
     result = read_result(source)
     recorded = dict(result["settings"])  # raw, as result.json holds them (an older run: fewer)
     method, dataset = recorded.get("method"), recorded.get("dataset")
-    if method not in METHODS and not is_user_method(str(method)):
+    detector = method in DETECTION_METHODS
+    if not detector and method not in METHODS and not is_user_method(str(method)):
+        known = ", ".join([*METHODS, *DETECTION_METHODS])
         raise FsbenchError(
-            f"{source}: method {method!r} is not one this fsbench knows ({', '.join(METHODS)}); "
+            f"{source}: method {method!r} is not one this fsbench knows ({known}); "
             "it cannot be rerun here"
         )
-    if dataset not in DATASETS:
+    datasets = DETECTION_DATASETS if detector else DATASETS
+    if dataset not in datasets:
         raise FsbenchError(
-            f"{source}: dataset {dataset!r} is not one this fsbench knows "
-            f"({', '.join(DATASETS)}); it cannot be rerun here"
+            f"{source}: dataset {dataset!r} is not one this fsbench knows for {method} "
+            f"({', '.join(datasets)}); it cannot be rerun here"
         )
     world = int(result.get("world_size") or recorded.get("world_size") or 1)
     if world != distributed.env_world_size():
@@ -208,9 +213,10 @@ def plan_rerun(path: Path, device: str | None = None, quiet: bool = False) -> Re
     if "progress" in options:
         options["progress"] = not quiet
     settings["data_options"] = options
-    settings["preset_source"] = (
-        result.get("preset_source") or preset_for(str(method), str(dataset)).source
-    )
+    if not detector:  # a detection run has one preset of its own (detection/run.py)
+        settings["preset_source"] = (
+            result.get("preset_source") or preset_for(str(method), str(dataset)).source
+        )
     if settings["threads"] is None and result.get("torch_threads"):
         settings["threads"] = int(result["torch_threads"])  # float sums depend on the threads
     recorded_device = str(result.get("device") or "auto").split()[0]
@@ -260,17 +266,28 @@ def rerun(
             "out",
             "overwrite",
         )
-    # run_setting sets the recorded torch threads for the run only (engine.device.run_scope)
-    new = run_setting(
-        plan.settings,
-        out,
-        data_root=data_root,
-        device=plan.device,
-        overwrite=overwrite,
-        quiet=quiet,
-        loader=loader,
-        describe=describe,
-    )
+    if plan.settings["method"] in DETECTION_METHODS:
+        from fsbench.detection.run import run_detection
+
+        new = run_detection(
+            Settings.from_dict(plan.settings),
+            out,
+            data_root=Path(data_root) if data_root is not None else None,
+            device=plan.device,
+            overwrite=overwrite,
+            quiet=quiet,
+        )
+    else:  # run_setting sets the recorded torch threads for the run only (engine.device.run_scope)
+        new = run_setting(
+            plan.settings,
+            out,
+            data_root=data_root,
+            device=plan.device,
+            overwrite=overwrite,
+            quiet=quiet,
+            loader=loader,
+            describe=describe,
+        )
     recorded = plan.recorded
     same_machine = recorded.get("machine") == new.get("machine") and recorded.get(
         "device"
@@ -282,6 +299,7 @@ def rerun(
         new_ci95=float(new["ci95"]),
         same_machine=same_machine,
         same_versions=not plan.version_differences,
+        metric=str(new.get("metric") or "accuracy"),
     )
     new["rerun_of"] = comparison.record(plan.source)
     if distributed.is_main():
