@@ -92,9 +92,10 @@ def test_the_library_names_the_parameter(name):
     dataset = "fashionmnist" if method in ("magnet", "repmet") else "doublemnist"
     with pytest.raises(SettingError) as info:
         if method in DETECTION_METHODS:  # detection resolves its own preset (detection/run.py)
-            from fsbench.detection.run import settings_for
+            from fsbench.detection.run import DATASET_READS, settings_for
 
-            settings_for(method, "mnist-detect", **{name: value})
+            scenes = name not in DATASET_READS["voc"]  # the values are checked before the folder
+            settings_for(method, "mnist-detect" if scenes else "voc", **{name: value})
         resolve_settings(method, dataset, {name: value})
     assert str(info.value).startswith(f"{name} must be"), str(info.value)
     assert info.value.for_cli().startswith(f"{flag(name)} must be")

@@ -131,28 +131,33 @@ def settings_for(
     if unknown:
         where = method if unknown[0] not in sum(DATASET_READS.values(), ()) else dataset
         raise SettingError(f"{{{unknown[0]}}} does not apply to {where}", unknown[0])
-    data_options: dict[str, Any] = {}
-    if dataset == "voc":
-        if dataset_dir is None:
-            raise SettingError(
-                "voc needs {dataset_dir}: the VOCdevkit folder (VOC2007 with its test set, "
-                "and VOC2012) or one year's folder",
-                "dataset_dir",
-            )
-        from fsbench.detection.voc import check_layout
-
-        check_layout(dataset_dir)  # one line now, not after the output folder is made
-        data_options["path"] = str(Path(dataset_dir).expanduser().resolve())
-    elif dataset_dir is not None:
-        raise SettingError(
-            f"{{dataset_dir}} does not apply to {dataset} (it is generated)", "dataset_dir"
-        )
     values = {**BASE, **PRESET, **given, "method": method, "dataset": dataset}
-    values["data_options"] = data_options
     for key in ("way", "shot", "query"):  # detection trains on whole scenes: never read
         values[f"train_{key}"] = values[key]
-    validate(values, given)
+    validate(values, given)  # the values first, then where the data are
+    values["data_options"] = detection_data_options(dataset, dataset_dir)
     return Settings.from_dict(values)
+
+
+def detection_data_options(dataset: str, dataset_dir: str | Path | None) -> dict[str, Any]:
+    """``{"path": ...}`` for VOC (its layout checked now, before an output folder is made);
+    nothing for the generated scenes, where a folder is refused."""
+    if dataset != "voc":
+        if dataset_dir is not None:
+            raise SettingError(
+                f"{{dataset_dir}} does not apply to {dataset} (it is generated)", "dataset_dir"
+            )
+        return {}
+    if dataset_dir is None:
+        raise SettingError(
+            "voc needs {dataset_dir}: the VOCdevkit folder (VOC2007 with its test set, and "
+            "VOC2012) or one year's folder",
+            "dataset_dir",
+        )
+    from fsbench.detection.voc import check_layout
+
+    check_layout(dataset_dir)
+    return {"path": str(Path(dataset_dir).expanduser().resolve())}
 
 
 def preset_deviations(settings: Settings) -> list[dict]:

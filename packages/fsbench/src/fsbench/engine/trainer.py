@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -27,11 +28,12 @@ from fsbench.engine.stop import RunStopped, StopRequest
 from fsbench.errors import FsbenchError
 from fsbench.methods.base import Method
 from fsbench.results import BEST, CHECKPOINT, METRICS, open_run_log, read_metrics
-from fsbench.settings import complete
+from fsbench.settings import SettingError, complete
 
 __all__ = [
     "FolderRecord",
     "MemoryRecord",
+    "TrainingDiverged",
     "RunRecord",
     "as_record",
     "load_checkpoint",
@@ -50,6 +52,25 @@ LOG_INTERVAL = 180.0
 # an estimate of the whole run is printed once this much training time has passed (seconds)
 ESTIMATE_AFTER = 10.0
 LONG_CPU_RUN = 3600.0  # seconds: beyond this, a CPU run gets a suggestion
+
+
+class TrainingDiverged(SettingError):
+    """The training loss became NaN or infinite: nothing after it is worth testing."""
+
+
+def check_finite(logged: dict, iteration: int, total: int) -> None:
+    """``TrainingDiverged`` when a logged training loss is NaN or infinite (checked where the loss
+    is read anyway, at logging steps: no extra device synchronisation)."""
+    loss = logged.get("loss")
+    if loss is None or math.isfinite(loss):
+        return
+    raise TrainingDiverged(
+        f"training diverged: the loss is {loss} at iteration {iteration} of {total} (learning "
+        f"rate {logged.get('lr')}); nothing was tested and no result written; lower {{lr}} (or "
+        "check the data) and start the run again with {overwrite}",
+        "lr",
+        "overwrite",
+    )
 
 
 def make_generator(device: torch.device, seed: int) -> torch.Generator:
@@ -481,6 +502,7 @@ def train(
                 logged = distributed.mean_metrics({k: float(v) for k, v in metrics.items()})
                 logged["lr"] = optimizer.param_groups[0]["lr"]
                 log_file.write({"iteration": done, **logged})
+                check_finite(logged, done, iterations)
             if eval_every > 0 and done % eval_every == 0:
                 validate(done)
             if ckpt_every > 0 and done % ckpt_every == 0:
