@@ -80,6 +80,9 @@ def test_deviations_list_every_value_that_differs_from_the_preset():
     ]
     s = resolve_settings("protonet", "omniglot", {"threads": 1, "maml_exec": "vmap"})
     assert deviations(s) == []  # how a run executes is not a deviation
+    # an MNIST-1D classifier tests the whole test split: --episodes changes nothing it computes
+    s = resolve_settings("mlp", "mnist1d", {"episodes": 4, "iterations": 4})
+    assert deviations(s) == [{"setting": "iterations", "value": 4, "preset": 6001}]
 
 
 def test_flag_overrides_one_value():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fsbench.catalog import CLASSIFIER_METHODS
 from fsbench.presets import preset_for
 from fsbench.settings import BASE, differences, validate
 
@@ -41,8 +42,11 @@ def preset_defaults(method: str, dataset: str, settings: dict) -> dict:
 
 
 # Settings a method never reads: they can differ without changing what it computes.
+TRAIN_EPISODE = ("train_way", "train_shot", "train_query")
 UNUSED: dict[str, tuple[str, ...]] = {
-    "pretrain": ("train_way", "train_shot", "train_query"),  # plain classification
+    "pretrain": TRAIN_EPISODE,  # plain classification
+    # the MNIST-1D classifiers train on batches and test on the whole test split: no episodes
+    **{m: (*TRAIN_EPISODE, "episodes", "shot", "query") for m in CLASSIFIER_METHODS},
 }
 
 
