@@ -63,6 +63,25 @@ def test_tables_from_result_dirs(tmp_path):
     assert pd.read_csv(csv_path).shape[0] == 2 and md_path.read_text().startswith("|")
 
 
+def test_seeds_group_across_settings_their_method_never_reads():
+    from fsbench.resolve import resolve_settings
+
+    runs = []
+    for seed, episodes in ((0, 4), (1, 600)):  # a classifier reads no episodes: one row
+        r = fake("mlp", "mnist1d", 0.6 + seed / 10, seed)
+        r["settings"] = resolve_settings("mlp", "mnist1d", {"episodes": episodes, "seed": seed})
+        runs.append(r)
+    for seed, episodes in ((0, 4), (1, 600)):  # ProtoNets tests that many episodes: two rows
+        r = fake("protonet", "omniglot", 0.9, seed, way=5, shot=1)
+        r["settings"] = resolve_settings(
+            "protonet", "omniglot", {"episodes": episodes, "seed": seed}
+        )
+        runs.append(r)
+    df = results_frame(runs)
+    assert df[df["method"] == "mlp"]["runs"].tolist() == [2]
+    assert df[df["method"] == "protonet"]["runs"].tolist() == [1, 1]
+
+
 def test_metrics_log_truncates_to_checkpoint_position(tmp_path):
     log = MetricsLog(tmp_path / "m.jsonl")
     log.write({"iteration": 1})

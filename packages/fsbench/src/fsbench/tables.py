@@ -20,6 +20,7 @@ import pandas as pd
 
 from fsbench.catalog import BUILTIN_METHODS, CLASSIFIER_METHODS
 from fsbench.published import published
+from fsbench.resolve import UNUSED
 from fsbench.results import find_results
 from fsbench.settings import semantic
 from fsbench.table_specs import TableSpec
@@ -44,7 +45,8 @@ def _key(result: dict) -> tuple:
 def _signature(result: dict) -> str:
     """Everything that must agree for two runs to be seeds of one setting."""
     settings = semantic(result.get("settings") or {})
-    settings.pop("seed", None)
+    for key in ("seed", *UNUSED.get(str(result.get("method")), ())):  # never read by the method
+        settings.pop(key, None)
     return json.dumps(
         {"settings": settings, "label": result.get("dataset_label"), "query": result.get("query")},
         sort_keys=True,
