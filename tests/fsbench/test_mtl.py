@@ -242,6 +242,37 @@ def test_pretraining_resumes_exactly_across_epochs(tmp_path):
     assert resumed["accuracy"] == straight["accuracy"]
 
 
+def test_pretraining_counts_iterations_when_epochs_is_0(tmp_path):
+    # "--epochs 0: use --iterations": the run trained 0 iterations and tested an untrained net
+    settings = resolve_settings(
+        "pretrain",
+        "doublemnist",
+        {**TINY, **EPISODE, "batch_size": 32, "epochs": 0, "iterations": 5, "lr_step": 2,
+         "eval_every": 0, "select": "last"},
+    )  # fmt: skip
+    done = run_setting(settings, tmp_path / "it", loader=LOAD, quiet=True)
+    assert done["iterations"] == 5
+    lines = [json.loads(x) for x in (tmp_path / "it" / "metrics.jsonl").read_text().splitlines()]
+    lrs = [x["lr"] for x in lines if "lr" in x]
+    lr = settings["lr"]
+    expected = [lr, lr * 0.2, lr * 0.2, lr * 0.04, lr * 0.04]  # lr_step counts iterations
+    assert lrs == pytest.approx(expected, rel=1e-12)
+
+
+def test_pretraining_with_adam_and_the_optimizer_elsewhere(tmp_path):
+    settings = resolve_settings(
+        "pretrain",
+        "doublemnist",
+        {**TINY, **EPISODE, "batch_size": 32, "epochs": 1, "optimizer": "adam", "lr": 1e-3,
+         "momentum": 0.0, "weight_decay": 0.0},
+    )  # fmt: skip
+    run_setting(settings, tmp_path / "adam", loader=LOAD, quiet=True)
+    state = torch.load(tmp_path / "adam" / "checkpoint.pt", weights_only=True)["optimizer"]
+    assert "exp_avg" in next(iter(state["state"].values()))  # Adam's moments, not SGD's buffer
+    with pytest.raises(FsbenchError, match="optimizer applies to pretrain, not protonet"):
+        resolve_settings("protonet", "doublemnist", {"optimizer": "adam"})
+
+
 def test_eval_of_an_mtl_run_equals_its_test(tmp_path):
     from fsbench.engine.evaluate import evaluate_run
 

@@ -225,6 +225,13 @@ class Settings:
     epochs: int = spec(
         0, "pretrain: epochs over the training split (0: use --iterations)", **NONNEG
     )
+    optimizer: str = spec(
+        "sgd",
+        "pretrain: the optimiser: sgd (Nesterov when --momentum > 0) or adam",
+        choices=("sgd", "adam"),
+        methods=("pretrain",),
+        refuse_elsewhere=True,
+    )
     momentum: float = spec(0.0, "pretrain: SGD momentum", **NONNEG)
     weight_decay: float = spec(0.0, "pretrain: weight decay", **NONNEG)
     pretrained: str | None = spec(

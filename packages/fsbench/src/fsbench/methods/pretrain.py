@@ -65,29 +65,39 @@ class Pretrain(Method):
         self.steps_per_epoch = 1
         self._order: torch.Tensor | None = None  # this epoch's permutation of the training split
 
-    # -- schedule by epochs -----------------------------------------------------------------
+    # -- schedule by epochs, or by iterations with epochs 0 ---------------------------------
     def prepare(self, store: ArrayStore) -> None:
         self.steps_per_epoch = max(1, math.ceil(len(store) / int(self.settings.batch_size)))
 
+    def unit(self) -> int:
+        """Iterations per unit of ``iterations``, ``eval_every`` and ``lr_step``: an epoch when
+        the run is counted in epochs, else one iteration (``epochs`` 0: ``iterations`` counts)."""
+        return self.steps_per_epoch if self.settings.epochs else 1
+
     def iterations(self, store: ArrayStore) -> int:
         self.prepare(store)
-        return int(self.settings.epochs) * self.steps_per_epoch
+        s = self.settings
+        return int(s.epochs) * self.steps_per_epoch if s.epochs else int(s.iterations)
 
     def eval_interval(self) -> int:
-        return int(self.settings.eval_every) * self.steps_per_epoch  # epochs
+        return int(self.settings.eval_every) * self.unit()
 
     def make_optimizer(
         self,
     ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
         s = self.settings
-        opt = torch.optim.SGD(
-            self.model.parameters(),
-            lr=s.lr,
-            momentum=s.momentum,
-            nesterov=s.momentum > 0,
-            weight_decay=s.weight_decay,
-        )
-        step = int(s.lr_step) * self.steps_per_epoch  # lr_step counts epochs here
+        opt: torch.optim.Optimizer
+        if s.optimizer == "adam":  # the TF code's pre-training (tf.train.AdamOptimizer)
+            opt = torch.optim.Adam(self.model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+        else:  # the PyTorch code's
+            opt = torch.optim.SGD(
+                self.model.parameters(),
+                lr=s.lr,
+                momentum=s.momentum,
+                nesterov=s.momentum > 0,
+                weight_decay=s.weight_decay,
+            )
+        step = int(s.lr_step) * self.unit()  # epochs, or iterations with epochs 0
         return opt, step_schedule(opt, step, float(s.lr_gamma))
 
     def sample_train(self, store: ArrayStore, generator: torch.Generator, iteration: int):
