@@ -1,11 +1,12 @@
 """Pre-training of a backbone by ordinary many-way classification on the meta-train classes.
 
-Meta-Transfer Learning's first phase (official PyTorch code, ``trainer/pre.py``): SGD with Nesterov
-momentum 0.9, learning rate 0.1, weight decay 5e-4, batch 128, the rate multiplied by 0.2 every
-30 epochs, the training split reshuffled every epoch; validation on few-shot episodes of the val
-classes, where a new linear head is fitted to each task's support features (100 SGD steps at
-0.01) and the query accuracy counts; the best validation checkpoint is kept. Its test evaluation
-is the same few-shot fit on the test classes: "pre-trained features + a new linear head".
+Meta-Transfer Learning's first phase. The preset is the TF code's (the code of fsbench's ResNet-12):
+Adam at 1e-3 halved every 5,000 of 30,000 iterations, batch 64, the last weights kept;
+``optimizer`` sgd with momentum gives the PyTorch code's Nesterov SGD, ``epochs`` counts the run
+in epochs (``eval_every`` and ``lr_step`` too). The training split is reshuffled every epoch; an
+optional validation (the PyTorch code's) and the test fit a new linear head to each few-shot
+task's support features (100 SGD steps at 0.01) and count the query accuracy: "pre-trained
+features + a new linear head".
 """
 
 from __future__ import annotations
