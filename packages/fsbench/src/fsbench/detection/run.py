@@ -129,7 +129,8 @@ def settings_for(
     given = {k: v for k, v in overrides.items() if v is not None}
     unknown = sorted(k for k in given if k not in READS[method] + DATASET_READS[dataset])
     if unknown:
-        where = method if unknown[0] not in sum(DATASET_READS.values(), ()) else dataset
+        of_a_dataset = any(unknown[0] in reads for reads in DATASET_READS.values())
+        where = dataset if of_a_dataset else method
         raise SettingError(f"{{{unknown[0]}}} does not apply to {where}", unknown[0])
     values = {**BASE, **PRESET, **given, "method": method, "dataset": dataset}
     for key in ("way", "shot", "query"):  # detection trains on whole scenes: never read
@@ -163,6 +164,7 @@ def detection_data_options(dataset: str, dataset_dir: str | Path | None) -> dict
 def preset_deviations(settings: Settings) -> list[dict]:
     """The settings that differ from the detection preset (for the run's way and shot), as
     every run records them: {setting, value, preset}."""
+    from fsbench.resolve import TRAIN_EPISODE
     from fsbench.settings import differences
 
     preset = settings_for(
@@ -173,7 +175,7 @@ def preset_deviations(settings: Settings) -> list[dict]:
         shot=settings.shot,
     )
     diff = differences(settings.as_dict(), preset.as_dict())
-    for key in ("seed", "train_way", "train_shot", "train_query"):  # train_*: never read
+    for key in ("seed", *TRAIN_EPISODE):  # detection trains on whole images, not episodes
         diff.pop(key, None)
     return [{"setting": k, "value": v[0], "preset": v[1]} for k, v in diff.items()]
 

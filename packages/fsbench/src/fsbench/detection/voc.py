@@ -159,6 +159,6 @@ def few_shot_split(folder: str | Path, split: str, class_split: int) -> Detectio
         parts = [read_voc(y, "trainval", f"base{class_split}") for y in trainval]
     else:
         parts = [read_voc(test, "test", f"novel{class_split}")]
-    data = merged(parts, year_folders(folder)[0].parent)
+    data = merged(parts, test.parent)  # the devkit: file names start with the year folder
     data.records = [r for r in data.records if len(r.boxes)]
     return data

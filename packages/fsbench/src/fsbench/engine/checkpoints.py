@@ -23,12 +23,12 @@ from fsbench.results import BEST, CHECKPOINT, atomic_write_bytes
 
 PREVIOUS = "checkpoint.prev.pt"  # the checkpoint before the last one, kept until the next is in
 
-# keys every file of ours holds: the training checkpoint, and best.pt (weights of the best val)
 # what torch's weights_only unpickler says of an object it will not rebuild ("unsupported GLOBAL
 # posix.mkdir whose module posix is blocked", "Unsupported global: ...", "... not an allowed
 # global by default", "Unsupported class"), as distinct from a damaged pickle
 _UNSAFE = re.compile(r"global|blocked|allowlist|unsupported class", re.IGNORECASE)
 
+# keys every file of ours holds: the training checkpoint, and best.pt (weights of the best val)
 REQUIRED = {CHECKPOINT: ("model", "iteration", "settings"), BEST: ("model", "iteration")}
 
 
